@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/preforkd/preforkd/server"
+	"github.com/preforkd/preforkd/state"
+	"github.com/preforkd/preforkd/worker"
+)
+
+// demoApp is the built-in app. Every answer begins with one line naming the
+// worker that served it:
+//
+//	preforkd demo worker=<slot> pid=<pid> generation=<n> version=<version>
+//
+// Routes: GET / (that line), GET /healthz, GET /sleep?ms=N, GET /state
+// (size and CRC-32C of the shared region), GET /kv/<key> (a value of the
+// shared table; 404 when missing or when the state is not a table).
+func demoApp(o *options) server.App {
+	return func(ctx context.Context, w *worker.Worker) error {
+		d := &demo{
+			line: fmt.Sprintf("preforkd demo worker=%d pid=%d generation=%d version=%s\n", w.Slot(), os.Getpid(), w.Generation(), version),
+			data: w.State(),
+		}
+		if t, err := state.OpenTable(d.data); err == nil {
+			d.table = t
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /{$}", d.root)
+		mux.HandleFunc("GET /healthz", d.healthz)
+		mux.HandleFunc("GET /sleep", d.sleep)
+		mux.HandleFunc("GET /state", d.state)
+		mux.HandleFunc("GET /kv/{key...}", d.kv)
+		name := "http"
+		if names := w.Names(); len(names) > 0 && !contains(names, name) {
+			name = names[0]
+		}
+		return server.ServeHTTP(w, name, mux)
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+type demo struct {
+	line  string
+	data  []byte
+	table *state.Table
+	once  sync.Once
+	sum   uint64
+}
+
+func (d *demo) root(w http.ResponseWriter, r *http.Request) { text(w, d.line) }
+
+func (d *demo) healthz(w http.ResponseWriter, r *http.Request) { text(w, d.line+"ok\n") }
+
+func (d *demo) sleep(w http.ResponseWriter, r *http.Request) {
+	ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+	if err != nil || ms < 0 || ms > 600_000 {
+		http.Error(w, d.line+"ms: want a number of milliseconds from 0 to 600000\n", http.StatusBadRequest)
+		return
+	}
+	// The drain lets this finish: a request in flight is never cut short.
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	text(w, fmt.Sprintf("%sslept=%dms\n", d.line, ms))
+}
+
+// state answers the region's size and the CRC-32C over every byte of it,
+// computed once per worker (the region is sealed: it cannot change).
+func (d *demo) state(w http.ResponseWriter, r *http.Request) {
+	d.once.Do(func() { d.sum = state.Checksum(d.data) })
+	text(w, fmt.Sprintf("%ssize=%d checksum=%016x\n", d.line, len(d.data), d.sum))
+}
+
+func (d *demo) kv(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if d.table == nil {
+		http.Error(w, d.line+"the shared state is not a key/value table\n", http.StatusNotFound)
+		return
+	}
+	v, ok := d.table.GetString(key)
+	if !ok {
+		http.Error(w, d.line+"no such key: "+strings.ReplaceAll(key, "\n", " ")+"\n", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(d.line))
+	w.Write(v)
+	w.Write([]byte("\n"))
+}
+
+func text(w http.ResponseWriter, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(s))
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/preforkd/preforkd/listener"
+	"github.com/preforkd/preforkd/master"
+	"github.com/preforkd/preforkd/state"
+)
+
+// options are the parsed command line.
+type options struct {
+	workers        int
+	listen         listFlag
+	metrics        string
+	pidfile        string
+	control        string
+	grace          time.Duration
+	upgradeTimeout time.Duration
+	heartbeat      time.Duration
+	startTimeout   time.Duration
+	readyDelay     time.Duration
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+	stable         time.Duration
+	statePath      string
+	logFormat      string
+	logLevel       string
+	showVersion    bool
+	command        []string
+	specs          []listener.Spec
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+const usageText = `Usage:
+  preforkd [flags] [-- COMMAND ARGS...]   supervise workers (the demo app, or COMMAND)
+  preforkd ctl [-control PATH] status [-json] | reload | restart | scale N | stop
+  preforkd state build -in data.tsv -out table.bin
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("preforkd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "number of worker processes")
+	fs.Var(&o.listen, "listen", "a socket for the workers, NAME=SCHEME://ADDR (tcp, tcp4, tcp6, unix, udp); repeatable (default http=tcp://127.0.0.1:8080)")
+	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9100", "HOST:PORT of the master's /metrics and /healthz, or off")
+	fs.StringVar(&o.pidfile, "pidfile", "", "write the master's pid here (atomically) once its workers are ready")
+	fs.StringVar(&o.control, "control", "", "control socket path, or off (default $XDG_RUNTIME_DIR/preforkd.sock, else /tmp/preforkd-UID.sock)")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long a stopping worker may drain before SIGKILL")
+	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", time.Minute, "how long a new master may take to become ready at an upgrade")
+	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "kill and replace a ready worker silent (no WATCHDOG=1) this long; 0 = off")
+	fs.DurationVar(&o.startTimeout, "start-timeout", time.Minute, "kill a worker not ready (no READY=1) this long after its start")
+	fs.DurationVar(&o.readyDelay, "ready-delay", 0, "treat a worker as ready this long after its start even without READY=1 (for commands that never notify); 0 = wait for READY=1")
+	fs.DurationVar(&o.backoffMin, "backoff-min", 100*time.Millisecond, "first restart delay of a slot whose workers die early")
+	fs.DurationVar(&o.backoffMax, "backoff-max", 10*time.Second, "longest restart delay")
+	fs.DurationVar(&o.stable, "stable-period", time.Second, "a worker ready this long is restarted at once when it dies, and resets its slot's backoff")
+	fs.StringVar(&o.statePath, "state", "", "file loaded into the shared read-only state region (default: a generated 100,000-key demo table)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	// A bad flag gets one line, not the whole usage: Usage prints nothing
+	// during Parse, and the help text only on -h.
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usageText)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, usageError{fmt.Errorf("%v (see preforkd -h)", err)}
+	}
+	o.command = fs.Args()
+	if err := o.check(); err != nil {
+		return nil, usageError{err}
+	}
+	return o, nil
+}
+
+func (o *options) check() error {
+	if o.workers < 1 || o.workers > master.MaxWorkers {
+		return fmt.Errorf("-workers %d: want a number from 1 to %d", o.workers, master.MaxWorkers)
+	}
+	if len(o.listen) == 0 {
+		o.listen = listFlag{"http=tcp://127.0.0.1:8080"}
+	}
+	for _, l := range o.listen {
+		sp, err := listener.Parse(l)
+		if err != nil {
+			return fmt.Errorf("-listen: %w", err)
+		}
+		o.specs = append(o.specs, sp)
+	}
+	if err := listener.ValidateSet(o.specs); err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	if o.metrics != "off" {
+		if _, err := listener.Parse("metrics=tcp://" + o.metrics); err != nil {
+			return fmt.Errorf("-metrics %q: want HOST:PORT or off", o.metrics)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"grace", o.grace}, {"upgrade-timeout", o.upgradeTimeout}, {"heartbeat", o.heartbeat}, {"start-timeout", o.startTimeout},
+		{"ready-delay", o.readyDelay}, {"backoff-min", o.backoffMin}, {"backoff-max", o.backoffMax}, {"stable-period", o.stable}} {
+		if d.v < 0 {
+			return fmt.Errorf("-%s %v: must not be negative", d.name, d.v)
+		}
+	}
+	if o.backoffMax < o.backoffMin {
+		return fmt.Errorf("-backoff-max %v is below -backoff-min %v", o.backoffMax, o.backoffMin)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fmt.Errorf("-log-format %q: want text or json", o.logFormat)
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	if o.statePath != "" {
+		f, err := os.Open(o.statePath)
+		if err != nil {
+			return fmt.Errorf("-state %q: %w", o.statePath, errors.Unwrap(err))
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err == nil && !fi.Mode().IsRegular() {
+			return fmt.Errorf("-state %q: not a regular file", o.statePath)
+		}
+	}
+	return nil
+}
+
+// demoKeys is the size of the generated demo table.
+const demoKeys = 100_000
+
+func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
+	cfg := master.Config{
+		Workers:        o.workers,
+		Listen:         o.specs,
+		PIDFile:        o.pidfile,
+		Control:        o.control,
+		Grace:          o.grace,
+		UpgradeTimeout: o.upgradeTimeout,
+		Heartbeat:      o.heartbeat,
+		StartTimeout:   o.startTimeout,
+		ReadyDelay:     o.readyDelay,
+		BackoffMin:     o.backoffMin,
+		BackoffMax:     o.backoffMax,
+		StablePeriod:   o.stable,
+		Command:        o.command,
+		Logger:         logger,
+		Version:        version,
+	}
+	if o.metrics != "off" {
+		cfg.MetricsAddr = o.metrics
+	}
+	path := o.statePath
+	cfg.LoadState = func() (master.Region, error) {
+		if path == "" {
+			return state.FromBytes("preforkd-demo", state.DemoTable(demoKeys))
+		}
+		r, err := state.FromFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("-state: %w", err)
+		}
+		return r, nil
+	}
+	return cfg, nil
+}

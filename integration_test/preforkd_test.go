@@ -1,0 +1,520 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// binDir holds the preforkd builds: preforkd-v1 and preforkd-v2.
+var binDir string
+
+func TestMain(m *testing.M) {
+	// Orphaned masters (the new master of an upgrade, once the old one
+	// exits) become our children, so tests can reap and count them.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "PR_SET_CHILD_SUBREAPER:", err)
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "preforkd-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, v := range []string{"v1", "v2"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "preforkd-"+v), "-ldflags", "-X main.version="+v, "../cmd/preforkd")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build:", err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// bin returns the path of a build.
+func bin(version string) string { return filepath.Join(binDir, "preforkd-"+version) }
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Master is a running preforkd master started by a test.
+type Master struct {
+	t        testing.TB
+	Cmd      *exec.Cmd
+	Dir      string
+	Exe      string // path the master was started from (upgrades replace it)
+	Port     int
+	Metrics  int
+	Control  string
+	PIDFile  string
+	Log      *syncBuffer
+	exited   chan struct{} // closed when the first master has been reaped
+	err      error         // its Wait error, once exited is closed
+}
+
+// Opts configure startMaster.
+type Opts struct {
+	Workers int
+	Args    []string // extra flags
+	Command []string // external worker command
+	Version string   // build to run (default v1)
+	Env     []string
+	NoWait  bool   // don't wait for readiness
+	Control string // control socket path (default: a fresh one)
+}
+
+// startMaster starts preforkd with a fresh port, metrics port, control
+// socket and pid file, and waits until its first workers are all ready
+// (the pid file appears). Cleanup kills whatever is left of it by pid.
+func startMaster(t testing.TB, o Opts) *Master {
+	t.Helper()
+	if o.Version == "" {
+		o.Version = "v1"
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	dir := t.TempDir()
+	m := &Master{t: t, Dir: dir, Port: freePort(t), Metrics: freePort(t), Control: filepath.Join(dir, "ctl.sock"),
+		PIDFile: filepath.Join(dir, "preforkd.pid"), Log: &syncBuffer{}, exited: make(chan struct{})}
+	// The master runs from a path of its own, so that an upgrade can
+	// rename a new build over it.
+	if o.Control != "" {
+		m.Control = o.Control
+	}
+	m.Exe = filepath.Join(dir, "preforkd")
+	copyFile(t, bin(o.Version), m.Exe)
+	args := []string{
+		"-workers", strconv.Itoa(o.Workers),
+		"-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", m.Port),
+		"-metrics", fmt.Sprintf("127.0.0.1:%d", m.Metrics),
+		"-control", m.Control, "-pidfile", m.PIDFile, "-grace", "10s",
+	}
+	args = append(args, o.Args...)
+	if len(o.Command) > 0 {
+		args = append(append(args, "--"), o.Command...)
+	}
+	m.Cmd = exec.Command(m.Exe, args...)
+	m.Cmd.Dir = dir
+	m.Cmd.Stdout, m.Cmd.Stderr = m.Log, m.Log
+	m.Cmd.Env = append(os.Environ(), o.Env...)
+	if err := m.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { m.err = m.Cmd.Wait(); close(m.exited) }()
+	t.Cleanup(m.cleanup)
+	if !o.NoWait {
+		m.WaitReady(30 * time.Second)
+	}
+	return m
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := to + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitReady waits until the pid file names a live master.
+func (m *Master) WaitReady(d time.Duration) int {
+	m.t.Helper()
+	var pid int
+	waitFor(m.t, d, "master ready (pid file)", func() bool {
+		pid = m.filePID()
+		return pid > 0 && alive(pid)
+	})
+	return pid
+}
+
+func (m *Master) filePID() int {
+	b, err := os.ReadFile(m.PIDFile)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// PID is the current master's pid (after upgrades, the newest one).
+func (m *Master) PID() int {
+	if pid := m.filePID(); pid > 0 {
+		return pid
+	}
+	return m.Cmd.Process.Pid
+}
+
+// Signal sends sig to the current master.
+func (m *Master) Signal(sig syscall.Signal) {
+	m.t.Helper()
+	if err := unix.Kill(m.PID(), sig); err != nil {
+		m.t.Fatalf("signal master: %v", err)
+	}
+}
+
+// Wait waits for the first master process to exit and returns its exit
+// code (-1 when killed by a signal).
+func (m *Master) Wait(d time.Duration) int {
+	m.t.Helper()
+	select {
+	case <-m.exited:
+		err := m.err
+		if err == nil {
+			return 0
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		m.t.Fatalf("wait: %v", err)
+	case <-time.After(d):
+		m.t.Fatalf("master did not exit within %v\n%s", d, m.Log)
+	}
+	return 0
+}
+
+// URL is the demo's address.
+func (m *Master) URL(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", m.Port, path) }
+
+// Status asks the control socket.
+func (m *Master) Status() Status {
+	m.t.Helper()
+	st, err := m.status()
+	if err != nil {
+		m.t.Fatalf("status: %v\n%s", err, m.Log)
+	}
+	return st
+}
+
+func (m *Master) status() (Status, error) {
+	c := unixClient(m.Control)
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://preforkd/status")
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return Status{}, err
+	}
+	return st, nil
+}
+
+func unixClient(path string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+}
+
+// Status mirrors master.Status (the tests read the JSON, as users do).
+type Status struct {
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	Version    string `json:"version"`
+	Desired    int    `json:"workers_desired"`
+	Slots      []struct {
+		Slot      int     `json:"slot"`
+		PID       int     `json:"pid"`
+		State     string  `json:"state"`
+		Restarts  int     `json:"restarts"`
+		LastExit  string  `json:"last_exit"`
+		Backoff   float64 `json:"backoff_seconds"`
+		Replacing int     `json:"replacing"`
+		Memory    *struct {
+			RSS      uint64 `json:"rss_bytes"`
+			PSS      uint64 `json:"pss_bytes"`
+			PSSShmem uint64 `json:"pss_shmem_bytes"`
+		} `json:"memory"`
+	} `json:"slots"`
+	Draining []struct {
+		PID int `json:"pid"`
+	} `json:"draining"`
+	NotifyRejected uint64 `json:"notify_rejected"`
+}
+
+// ReadyPIDs are the pids of ready workers by slot (0 for a slot that has
+// no ready worker).
+func (st Status) ReadyPIDs() []int {
+	pids := make([]int, len(st.Slots))
+	for i, s := range st.Slots {
+		if s.State == "ready" {
+			pids[i] = s.PID
+		}
+	}
+	return pids
+}
+
+// AllReady reports whether every slot has a ready worker and nothing drains.
+func (st Status) AllReady(n int) bool {
+	if len(st.Slots) != n || len(st.Draining) > 0 {
+		return false
+	}
+	for _, s := range st.Slots {
+		if s.State != "ready" || s.Replacing != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitWorkers waits until n slots all have ready workers.
+func (m *Master) WaitWorkers(n int, d time.Duration) Status {
+	m.t.Helper()
+	var st Status
+	waitFor(m.t, d, fmt.Sprintf("%d ready workers", n), func() bool {
+		var err error
+		st, err = m.status()
+		return err == nil && st.AllReady(n)
+	})
+	return st
+}
+
+// cleanup kills every process of this master's tree still alive, by pid.
+func (m *Master) cleanup() {
+	pids := descendants(os.Getpid())
+	for _, pid := range pids {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+	}
+	reapOrphans()
+	if m.t.Failed() {
+		m.t.Logf("master log:\n%s", m.Log)
+	}
+}
+
+// reapOrphans reaps children of the test process that are not started by
+// exec.Cmd (orphaned masters re-parented to us), without touching others.
+func reapOrphans() {
+	for _, p := range procs() {
+		if p.ppid == os.Getpid() && p.state == 'Z' && !isCmdChild(p.pid) {
+			var ws unix.WaitStatus
+			unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
+		}
+	}
+}
+
+// cmdChildren are pids started by tests through exec.Cmd (reaped by Wait).
+var (
+	cmdMu       sync.Mutex
+	cmdChildren = map[int]bool{}
+)
+
+func isCmdChild(pid int) bool {
+	cmdMu.Lock()
+	defer cmdMu.Unlock()
+	return cmdChildren[pid]
+}
+
+// waitFor polls cond every few milliseconds until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func alive(pid int) bool {
+	p, ok := procInfo(pid)
+	return ok && p.state != 'Z'
+}
+
+type proc struct {
+	pid, ppid int
+	state     byte
+	utime     uint64
+	stime     uint64
+}
+
+// procInfo parses /proc/<pid>/stat.
+func procInfo(pid int) (proc, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return proc{}, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return proc{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return proc{}, false
+	}
+	p := proc{pid: pid, state: f[0][0]}
+	p.ppid, _ = strconv.Atoi(f[1])
+	p.utime, _ = strconv.ParseUint(f[11], 10, 64)
+	p.stime, _ = strconv.ParseUint(f[12], 10, 64)
+	return p, true
+}
+
+func procs() []proc {
+	ents, _ := os.ReadDir("/proc")
+	var out []proc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := procInfo(pid); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// children are the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	for _, p := range procs() {
+		if p.ppid == pid && p.state != 'Z' {
+			out = append(out, p.pid)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// descendants are every process below pid, deepest last.
+func descendants(pid int) []int {
+	all := procs()
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range all {
+			if c.ppid == p {
+				out = append(out, c.pid)
+				queue = append(queue, c.pid)
+			}
+		}
+	}
+	return out
+}
+
+// zombies are zombie processes whose parent is one of pids.
+func zombies(parents ...int) []int {
+	set := map[int]bool{}
+	for _, p := range parents {
+		set[p] = true
+	}
+	var out []int
+	for _, p := range procs() {
+		if p.state == 'Z' && set[p.ppid] {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// fresh is an HTTP client that opens a new connection for every request.
+func fresh() *http.Client {
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+// get fetches url and returns the status and body.
+func get(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// demoLine parses the first line of a demo answer.
+type demoLine struct {
+	Worker, PID, Generation int
+	Version                 string
+}
+
+func parseDemo(body string) (demoLine, bool) {
+	line, _, _ := strings.Cut(body, "\n")
+	var d demoLine
+	n, err := fmt.Sscanf(line, "preforkd demo worker=%d pid=%d generation=%d version=%s", &d.Worker, &d.PID, &d.Generation, &d.Version)
+	return d, err == nil && n == 4
+}
+
+// logLines returns the log lines containing all of the given substrings.
+func logLines(log string, subs ...string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+next:
+	for sc.Scan() {
+		for _, s := range subs {
+			if !strings.Contains(sc.Text(), s) {
+				continue next
+			}
+		}
+		out = append(out, sc.Text())
+	}
+	return out
+}

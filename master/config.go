@@ -1,0 +1,154 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/preforkd/preforkd/listener"
+)
+
+// MaxWorkers is the most workers a master runs. More than this on one
+// machine is a configuration mistake (and would exhaust pids or fds long
+// before it helped).
+const MaxWorkers = 1024
+
+// Config configures a master. The zero value runs: every field documents
+// its default.
+type Config struct {
+	// Workers is the number of worker slots. Defaults to runtime.NumCPU().
+	// At an upgrade, a count changed at run time is carried over instead.
+	Workers int
+	// Listen are the sockets handed to every worker, in this order (fds 3…).
+	// Defaults to http=tcp://127.0.0.1:8080.
+	Listen []listener.Spec
+	// MetricsAddr is the host:port of the master's metrics and health
+	// endpoint. Empty: none.
+	MetricsAddr string
+	// Control is the path of the control socket. Empty: DefaultControlPath().
+	// "off": no control socket.
+	Control string
+	// PIDFile, when set, is written atomically with the master's pid once
+	// its first workers are all ready, and removed at the final stop.
+	PIDFile string
+	// Grace is how long a stopping worker may drain before SIGKILL.
+	// Defaults to 30s.
+	Grace time.Duration
+	// UpgradeTimeout is how long a new master may take to become ready.
+	// Defaults to 1m.
+	UpgradeTimeout time.Duration
+	// Heartbeat, when positive, is the longest a ready worker may stay
+	// silent (no WATCHDOG=1) before it is SIGKILLed and replaced. Workers
+	// get it as WATCHDOG_USEC. Zero: off.
+	Heartbeat time.Duration
+	// StartTimeout is how long a worker may take to send READY=1 before it
+	// is killed and counted as a failed start. Defaults to 1m.
+	StartTimeout time.Duration
+	// ReadyDelay, when positive, treats a worker that has not sent
+	// READY=1 after this long as ready (for commands that never notify).
+	ReadyDelay time.Duration
+	// BackoffMin and BackoffMax bound the restart delay of a slot whose
+	// workers die before StablePeriod. Default 100ms and 10s.
+	BackoffMin, BackoffMax time.Duration
+	// StablePeriod is how long a worker must have been ready for its death
+	// to restart it at once and reset its slot's backoff. Defaults to 1s.
+	StablePeriod time.Duration
+	// Command, when set, is run as every worker through the exec shim
+	// (external workers). Empty: workers are this executable in the worker
+	// role, with the master's own arguments.
+	Command []string
+	// LoadState, when set, builds the shared read-only region before any
+	// worker starts (again in each new master at an upgrade).
+	LoadState func() (Region, error)
+	// Credential, when set, is the uid/gid workers run as (supplementary
+	// groups dropped). The master keeps its own.
+	Credential *Credential
+	// Logger receives every log line. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Hooks are called from the supervisor's goroutine; they must not block.
+	Hooks Hooks
+	// Version is reported in status and logs.
+	Version string
+}
+
+// Region is the sealed shared-state region handed to workers (state.Region
+// satisfies it).
+type Region interface {
+	File() *os.File
+	Size() int64
+	Close() error
+}
+
+// Credential is the identity workers run as.
+type Credential struct {
+	UID, GID uint32
+}
+
+// Hooks observe workers. Each may be nil.
+type Hooks struct {
+	// WorkerStarted is called after a worker process started.
+	WorkerStarted func(slot, pid, generation int)
+	// WorkerExited is called after a worker was reaped; status is as logged.
+	WorkerExited func(slot, pid, generation int, status string)
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+func (c *Config) setDefaults() {
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []listener.Spec{{Name: "http", Network: "tcp", Address: "127.0.0.1:8080"}}
+	}
+	if c.Control == "" {
+		c.Control = DefaultControlPath()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Grace, 30*time.Second)
+	def(&c.UpgradeTimeout, time.Minute)
+	def(&c.StartTimeout, time.Minute)
+	def(&c.BackoffMin, 100*time.Millisecond)
+	def(&c.BackoffMax, 10*time.Second)
+	def(&c.StablePeriod, time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Workers < 1 || c.Workers > MaxWorkers {
+		return fmt.Errorf("%w: -workers %d: want 1 to %d", ErrConfig, c.Workers, MaxWorkers)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"grace", c.Grace}, {"upgrade-timeout", c.UpgradeTimeout}, {"heartbeat", c.Heartbeat},
+		{"start-timeout", c.StartTimeout}, {"ready-delay", c.ReadyDelay}, {"backoff-min", c.BackoffMin},
+		{"backoff-max", c.BackoffMax}, {"stable-period", c.StablePeriod}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: -%s %v: must not be negative", ErrConfig, d.name, d.v)
+		}
+	}
+	if c.BackoffMax < c.BackoffMin {
+		return fmt.Errorf("%w: -backoff-max %v is below -backoff-min %v", ErrConfig, c.BackoffMax, c.BackoffMin)
+	}
+	return listener.ValidateSet(c.Listen)
+}
+
+// DefaultControlPath is $XDG_RUNTIME_DIR/preforkd.sock, else
+// /tmp/preforkd-<uid>.sock.
+func DefaultControlPath() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return d + "/preforkd.sock"
+	}
+	return fmt.Sprintf("/tmp/preforkd-%d.sock", os.Getuid())
+}

@@ -1,0 +1,143 @@
+//go:build linux
+
+package master
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"golang.org/x/sys/unix"
+)
+
+// handoffName is the tableflip file name of the hand-off socket.
+const handoffName = "preforkd-handoff"
+
+// handoffMsg travels between an old master and its successor over a
+// SOCK_SEQPACKET socketpair that tableflip passes on like a listener.
+// Old → new, before the successor starts: generation and worker count.
+// New → old, just before the successor calls Ready: its pid (the old
+// master tells systemd MAINPID=). Attempt numbers tell one try from a
+// failed earlier one whose message may still be queued.
+type handoffMsg struct {
+	Attempt    int `json:"attempt"`
+	Generation int `json:"generation,omitempty"`
+	Workers    int `json:"workers,omitempty"`
+	PID        int `json:"pid,omitempty"`
+}
+
+type handoff struct {
+	succ *os.File // our end towards successors
+	pred *os.File // inherited end towards the predecessor; nil at first start
+	n    int      // attempts made
+	got  handoffMsg
+}
+
+func newHandoff(fds *tableflip.Fds) (*handoff, error) {
+	h := &handoff{}
+	pred, err := fds.File(handoffName)
+	if err != nil {
+		return nil, fmt.Errorf("hand-off socket: %w", err)
+	}
+	h.pred = pred
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("hand-off socket: %w", err)
+	}
+	h.succ = os.NewFile(uintptr(sp[0]), "handoff")
+	theirs := os.NewFile(uintptr(sp[1]), "handoff-peer")
+	defer theirs.Close()
+	if err := fds.AddFile(handoffName, theirs); err != nil {
+		h.close()
+		return nil, fmt.Errorf("hand-off socket: %w", err)
+	}
+	return h, nil
+}
+
+// receive reads what the predecessor offered: every queued message, the
+// newest attempt winning. (zero, nil) without a predecessor.
+func (h *handoff) receive(timeout time.Duration) (handoffMsg, error) {
+	if h.pred == nil {
+		return handoffMsg{}, nil
+	}
+	var best handoffMsg
+	found := false
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 64<<10)
+	for {
+		h.pred.SetReadDeadline(deadline)
+		n, err := h.pred.Read(buf)
+		if err != nil {
+			if found {
+				break
+			}
+			return best, fmt.Errorf("hand-off from the previous master: %w", err)
+		}
+		var m handoffMsg
+		if json.Unmarshal(buf[:n], &m) == nil && m.Attempt >= best.Attempt {
+			best, found = m, true
+		}
+		deadline = time.Now() // drain what is queued, don't wait for more
+	}
+	h.got = best
+	return best, nil
+}
+
+// announce tells the predecessor our pid. A no-op at first start.
+func (h *handoff) announce() error {
+	if h.pred == nil {
+		return nil
+	}
+	b, _ := json.Marshal(handoffMsg{Attempt: h.got.Attempt, PID: os.Getpid()})
+	h.pred.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err := h.pred.Write(b)
+	return err
+}
+
+// offer starts an attempt: drop stale answers, then queue what the
+// successor needs.
+func (h *handoff) offer(gen, workers int) error {
+	buf := make([]byte, 64<<10)
+	for {
+		h.succ.SetReadDeadline(time.Now())
+		if _, err := h.succ.Read(buf); err != nil {
+			break
+		}
+	}
+	h.n++
+	b, _ := json.Marshal(handoffMsg{Attempt: h.n, Generation: gen, Workers: workers})
+	h.succ.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err := h.succ.Write(b)
+	return err
+}
+
+// successorPid waits for the successor's pid of the current attempt.
+func (h *handoff) successorPid(timeout time.Duration) (int, error) {
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(timeout)
+	for {
+		h.succ.SetReadDeadline(deadline)
+		n, err := h.succ.Read(buf)
+		if err != nil {
+			return 0, err
+		}
+		var m handoffMsg
+		if json.Unmarshal(buf[:n], &m) == nil && m.Attempt == h.n && m.PID > 0 {
+			return m.PID, nil
+		}
+	}
+}
+
+func (h *handoff) close() error {
+	var errs []error
+	for _, f := range []*os.File{h.succ, h.pred} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

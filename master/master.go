@@ -1,0 +1,405 @@
+//go:build linux
+
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"github.com/preforkd/preforkd/internal/sdnotify"
+	"github.com/preforkd/preforkd/listener"
+	"golang.org/x/sys/unix"
+)
+
+// Run runs a master until it is stopped (SIGTERM, SIGINT, SIGQUIT, a
+// control-socket stop, or ctx) or has handed over to a new master after an
+// upgrade. It returns nil then, once every worker of its generation is
+// gone. It returns an error, having started no worker, when the
+// configuration or a listener is bad. Run must be called once per process.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	// Signals first: a SIGHUP or SIGTERM that arrives while we start must
+	// not kill the master outright.
+	sigs := make(chan os.Signal, 16) // one of each kind in flight
+	signal.Notify(sigs, unix.SIGHUP, unix.SIGUSR1, unix.SIGTTIN, unix.SIGTTOU, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	upg, err := tableflip.New(tableflip.Options{UpgradeTimeout: cfg.UpgradeTimeout, PIDFile: cfg.PIDFile})
+	if err != nil {
+		return fmt.Errorf("upgrader: %w", err)
+	}
+	m := &master{cfg: cfg, upg: upg, log: cfg.Logger, sigs: sigs, started: time.Now()}
+	defer m.closeAll()
+	if err := m.setup(); err != nil {
+		upg.Stop() // a first start that failed removes what it bound
+		return err
+	}
+	return m.loop(ctx)
+}
+
+type master struct {
+	cfg     Config
+	upg     *tableflip.Upgrader
+	log     *slog.Logger
+	sigs    chan os.Signal
+	started time.Time
+	gen     int
+
+	socks    []*listener.Socket
+	metrics  *listener.Socket
+	control  *listener.Socket
+	region   Region
+	notify   *notifySocket
+	lifeR    *os.File
+	lifeW    *os.File
+	handoff  *handoff
+	sd       *sdnotify.Conn
+	procs    *execProcs
+	sup      *supervisor
+	servers  []*http.Server
+	quit     chan struct{}
+	noteDone chan struct{}
+
+	upgrading    bool
+	upgradeBegan time.Time
+	upgradeRes   chan error
+	upgradeReply []chan error
+	upgrades     map[string]uint64 // by result
+	ctlReqs      chan func()       // run in the loop goroutine (control socket)
+	stopAsked    bool
+}
+
+func (m *master) setup() error {
+	m.quit = make(chan struct{})
+	m.upgradeRes = make(chan error, 1)
+	m.upgrades = map[string]uint64{}
+	m.ctlReqs = make(chan func())
+	var err error
+	if m.handoff, err = newHandoff(m.upg.Fds); err != nil {
+		return err
+	}
+	prev, err := m.handoff.receive(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	m.gen = 1
+	if m.upg.HasParent() {
+		m.gen = prev.Generation + 1
+		if prev.Workers > 0 {
+			m.cfg.Workers = prev.Workers // a count changed at run time carries over
+		}
+	}
+	m.log = m.log.With("master", os.Getpid())
+	if m.socks, err = listener.Open(m.upg.Fds, m.cfg.Listen); err != nil {
+		return err
+	}
+	if m.cfg.MetricsAddr != "" {
+		socks, err := listener.Open(m.upg.Fds, []listener.Spec{{Name: "metrics", Network: "tcp", Address: m.cfg.MetricsAddr}})
+		if err != nil {
+			return fmt.Errorf("-metrics %s: %w", m.cfg.MetricsAddr, errors.Unwrap(err))
+		}
+		m.metrics = socks[0]
+	}
+	if m.cfg.Control != "off" {
+		socks, err := listener.Open(m.upg.Fds, []listener.Spec{{Name: "control", Network: "unix", Address: m.cfg.Control}})
+		if err != nil {
+			return fmt.Errorf("-control %s: %w", m.cfg.Control, errors.Unwrap(err))
+		}
+		m.control = socks[0]
+		if err := os.Chmod(m.cfg.Control, 0o600); err != nil {
+			return fmt.Errorf("-control %s: %w", m.cfg.Control, err)
+		}
+	}
+	if m.cfg.LoadState != nil {
+		if m.region, err = m.cfg.LoadState(); err != nil {
+			return err
+		}
+	}
+	if m.notify, err = listenNotify(); err != nil {
+		return err
+	}
+	if m.lifeR, m.lifeW, err = os.Pipe(); err != nil {
+		return fmt.Errorf("lifeline pipe: %w", err)
+	}
+	if m.sd, err = sdnotify.Dial(os.Getenv("NOTIFY_SOCKET")); err != nil {
+		m.log.Warn("cannot reach the service manager's NOTIFY_SOCKET", "err", err)
+	}
+	return nil
+}
+
+// spawnSpec builds what every worker of this master gets (DESIGN.md,
+// "Contract: master → worker hand-off").
+func (m *master) spawnSpec() spawnSpec {
+	sp := spawnSpec{path: "/proc/self/exe", args: os.Args, cred: m.cfg.Credential}
+	env := workerEnv(os.Environ())
+	if len(m.cfg.Command) > 0 {
+		sp.args = append([]string{os.Args[0]}, m.cfg.Command...)
+		env = append(env, EnvExecShim+"=1")
+	}
+	sp.files = listener.Files(m.socks)
+	sp.nonblock = sp.files
+	env = append(env, listener.Env(m.socks)...)
+	if m.region != nil {
+		env = append(env, EnvStateFd+"="+strconv.Itoa(3+len(sp.files)), EnvStateSize+"="+strconv.FormatInt(m.region.Size(), 10))
+		sp.files = append(sp.files, m.region.File())
+	}
+	env = append(env, EnvMasterFd+"="+strconv.Itoa(3+len(sp.files)))
+	sp.files = append(sp.files, m.lifeR)
+	env = append(env,
+		"NOTIFY_SOCKET="+m.notify.addr,
+		EnvMasterPid+"="+strconv.Itoa(os.Getpid()),
+		EnvGrace+"="+m.cfg.Grace.String(),
+	)
+	if m.cfg.Heartbeat > 0 {
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(m.cfg.Heartbeat.Microseconds(), 10))
+	}
+	sp.env = env
+	return sp
+}
+
+func (m *master) loop(ctx context.Context) error {
+	exits := make(chan exitEvent)
+	notes := make(chan noteEvent)
+	m.procs = newExecProcs(m.spawnSpec(), exits)
+	m.sup = newSupervisor(superConfig{
+		desired: m.cfg.Workers, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
+		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
+		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.cfg.Hooks,
+	}, m.procs, exits, notes)
+	m.noteDone = make(chan struct{})
+	go func() { defer close(m.noteDone); m.notify.serve(notes, m.quit) }()
+	supCtx, cancelSup := context.WithCancel(context.Background())
+	defer cancelSup()
+	go m.sup.run(supCtx)
+	m.serveEndpoints()
+	m.log.Info("master started", "generation", m.gen, "workers", m.cfg.Workers, "listen", specsString(m.socks), "version", m.cfg.Version)
+
+	first := m.sup.first
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case <-first:
+			first = nil
+			m.becomeReady()
+		case sig := <-m.sigs:
+			if done := m.onSignal(sig.(syscall.Signal)); done {
+				return m.finish(sig == unix.SIGQUIT)
+			}
+		case f := <-m.ctlReqs:
+			f()
+			if m.stopAsked {
+				return m.finish(false)
+			}
+		case err := <-m.upgradeRes:
+			if m.upgradeDone(err) {
+				return m.finish(false)
+			}
+		case <-ctxDone:
+			return m.finish(false)
+		case <-m.sup.done:
+			return m.finish(false)
+		}
+	}
+}
+
+func (m *master) becomeReady() {
+	if err := m.handoff.announce(); err != nil {
+		m.log.Warn("cannot tell the previous master our pid", "err", err)
+	}
+	if err := m.upg.Ready(); err != nil {
+		m.log.Error("cannot complete readiness", "err", err)
+	}
+	if !m.upg.HasParent() {
+		m.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen))
+	}
+	m.log.Info("master ready", "generation", m.gen, "took", time.Since(m.started).Round(time.Millisecond))
+}
+
+// onSignal acts on a signal; true means stop now.
+func (m *master) onSignal(sig syscall.Signal) bool {
+	m.log.Info("signal received", "signal", unix.SignalName(sig))
+	switch sig {
+	case unix.SIGHUP:
+		m.beginUpgrade(nil)
+	case unix.SIGUSR1:
+		reply := make(chan error, 1)
+		m.sup.do(func() { m.sup.startRolling("rolling", reply) })
+	case unix.SIGTTIN, unix.SIGTTOU:
+		delta := 1
+		if sig == unix.SIGTTOU {
+			delta = -1
+		}
+		var err error
+		m.sup.do(func() { err = m.sup.scale(m.sup.desired + delta) })
+		if err != nil {
+			m.log.Warn("cannot scale", "err", err)
+		}
+	case unix.SIGTERM, unix.SIGINT, unix.SIGQUIT:
+		return true
+	}
+	return false
+}
+
+func (m *master) beginUpgrade(reply chan error) {
+	if m.upgrading {
+		m.log.Warn("upgrade refused: one is already running")
+		m.upgrades["refused"]++
+		if reply != nil {
+			reply <- errors.New("an upgrade is already running")
+		}
+		return
+	}
+	m.upgrading = true
+	m.upgradeBegan = time.Now()
+	if reply != nil {
+		m.upgradeReply = append(m.upgradeReply, reply)
+	}
+	var desired int
+	m.sup.do(func() { desired = m.sup.desired })
+	if err := m.handoff.offer(m.gen, desired); err != nil {
+		m.log.Warn("hand-off offer failed", "err", err)
+	}
+	m.sd.Send("RELOADING=1", "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10), "STATUS=upgrading")
+	m.log.Info("upgrade begins", "generation", m.gen)
+	go func() { m.upgradeRes <- m.upg.Upgrade() }()
+}
+
+// upgradeDone handles the outcome of an upgrade; true means this master
+// has been replaced and must drain and exit.
+func (m *master) upgradeDone(err error) bool {
+	m.upgrading = false
+	took := time.Since(m.upgradeBegan).Round(time.Millisecond)
+	replies := m.upgradeReply
+	m.upgradeReply = nil
+	if err != nil {
+		result := "failed"
+		if msg := err.Error(); strings.Contains(msg, "hasn't exited") || strings.Contains(msg, "not ready yet") {
+			result = "refused"
+		}
+		m.upgrades[result]++
+		m.log.Error("upgrade "+result+"; this generation keeps serving", "err", err, "took", took)
+		m.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen)+" (upgrade "+result+")")
+		for _, r := range replies {
+			r <- fmt.Errorf("upgrade %s: %w", result, err)
+		}
+		return false
+	}
+	m.upgrades["success"]++
+	pid, perr := m.handoff.successorPid(2 * time.Second)
+	if perr == nil {
+		m.sd.Send("MAINPID="+strconv.Itoa(pid), "READY=1", "STATUS=handed over to pid "+strconv.Itoa(pid))
+	}
+	m.log.Info("upgrade done; draining this generation", "new_master", pid, "took", took)
+	for _, r := range replies {
+		r <- nil
+	}
+	return true
+}
+
+// finish stops every worker (gracefully unless fast) and returns when they
+// are gone. Signals still count: SIGQUIT or a second SIGINT/SIGTERM during
+// a graceful stop makes it fast.
+func (m *master) finish(fast bool) error {
+	if !m.upgradeHandedOver() {
+		m.sd.Send("STOPPING=1")
+	}
+	m.stopEndpoints()
+	m.sup.do(func() { m.sup.stop(!fast) })
+	for {
+		select {
+		case <-m.sup.done:
+			m.log.Info("master stopped", "generation", m.gen)
+			return nil
+		case sig := <-m.sigs:
+			if s := sig.(syscall.Signal); s == unix.SIGQUIT || s == unix.SIGINT || s == unix.SIGTERM {
+				m.log.Info("stopping fast", "signal", unix.SignalName(s))
+				m.sup.do(func() { m.sup.stop(false) })
+			}
+		case err := <-m.upgradeRes:
+			m.upgradeDone(err)
+		case f := <-m.ctlReqs:
+			f()
+		}
+	}
+}
+
+func (m *master) upgradeHandedOver() bool {
+	select {
+	case <-m.upg.Exit():
+		return true
+	default:
+		return false
+	}
+}
+
+// closeAll releases everything; after a final stop (not a hand-over) it
+// also removes unix socket files and our pid file.
+func (m *master) closeAll() {
+	handedOver := m.upgradeHandedOver()
+	if m.quit != nil {
+		close(m.quit)
+	}
+	if m.notify != nil {
+		m.notify.close()
+	}
+	if m.noteDone != nil {
+		<-m.noteDone
+	}
+	if m.procs != nil {
+		m.procs.close()
+	}
+	m.upg.Stop()
+	if !handedOver && m.cfg.PIDFile != "" {
+		if b, err := os.ReadFile(m.cfg.PIDFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+			os.Remove(m.cfg.PIDFile)
+		}
+	}
+	listener.Close(m.socks)
+	for _, s := range []*listener.Socket{m.metrics, m.control} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	for _, f := range []*os.File{m.lifeR, m.lifeW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if m.region != nil {
+		m.region.Close()
+	}
+	if m.handoff != nil {
+		m.handoff.close()
+	}
+	m.sd.Close()
+}
+
+func specsString(socks []*listener.Socket) string {
+	var b strings.Builder
+	for i, s := range socks {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s.Spec.String())
+	}
+	return b.String()
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
+}

@@ -1,0 +1,47 @@
+//go:build linux
+
+package master
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// IsShim reports whether this process was started as the exec shim of an
+// external worker. Programs built on package server never need to call it.
+func IsShim() bool { return os.Getenv(EnvExecShim) == "1" }
+
+// RunShim is the exec shim: it sets LISTEN_PID to its own pid (os/exec
+// cannot know the child's pid in advance), arranges to get SIGTERM when the
+// master dies (an external worker cannot read the lifeline pipe), checks
+// that the master did not die before that, and execs the command in its
+// own place (same pid). The command is os.Args[1:]. RunShim returns only
+// on failure.
+func RunShim() error {
+	// The parent-death signal is a per-thread attribute that execve keeps
+	// only for the thread that calls it: set it and exec on one thread.
+	runtime.LockOSThread()
+	os.Unsetenv(EnvExecShim)
+	if len(os.Args) < 2 {
+		return fmt.Errorf("exec shim: no command")
+	}
+	path, err := exec.LookPath(os.Args[1])
+	if err != nil {
+		return fmt.Errorf("exec shim: %w", err)
+	}
+	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	master, _ := strconv.Atoi(os.Getenv(EnvMasterPid))
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGTERM), 0, 0, 0); err != nil {
+		return fmt.Errorf("exec shim: PR_SET_PDEATHSIG: %w", err)
+	}
+	if master > 0 && os.Getppid() != master {
+		return fmt.Errorf("exec shim: master %d is gone", master)
+	}
+	err = unix.Exec(path, os.Args[1:], os.Environ())
+	return fmt.Errorf("exec shim: exec %q: %w", path, err)
+}

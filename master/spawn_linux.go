@@ -1,0 +1,220 @@
+//go:build linux
+
+package master
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Environment of the master → worker contract (DESIGN.md).
+const (
+	EnvWorker     = "PREFORK_WORKER"
+	EnvGeneration = "PREFORK_GENERATION"
+	EnvStateFd    = "PREFORK_STATE_FD"
+	EnvStateSize  = "PREFORK_STATE_SIZE"
+	EnvMetricsFd  = "PREFORK_METRICS_FD"
+	EnvMasterFd   = "PREFORK_MASTER_FD"
+	EnvMasterPid  = "PREFORK_MASTER_PID"
+	EnvGrace      = "PREFORK_GRACE"
+	EnvExecShim   = "PREFORK_EXEC_SHIM"
+	envTableflip  = "TABLEFLIP_HAS_PARENT_7DIU3"
+)
+
+// spawnSpec is what every worker of a master gets.
+type spawnSpec struct {
+	path  string     // executable to run
+	args  []string   // argv, including argv[0]
+	env   []string   // shared environment (filtered, contract variables added)
+	files []*os.File // ExtraFiles: listeners, then state, then lifeline
+	cred  *Credential
+	// perWorker, when set, returns extra files and environment for one
+	// worker (its metrics socket) and a function run after the start.
+	perWorker func(slot int, nextFd int) (files []*os.File, env []string, after func(pid int, err error), err error)
+	// nonblock are the sockets whose blocking mode must survive a start.
+	nonblock []*os.File
+}
+
+// execProcs starts workers with os/exec from one locked OS thread and
+// reports their ends on exits.
+type execProcs struct {
+	spec  spawnSpec
+	exits chan<- exitEvent
+	reqs  chan spawnReq
+	wg    sync.WaitGroup // wait goroutines
+	quit  chan struct{}
+	once  sync.Once
+}
+
+type spawnReq struct {
+	slot, gen int
+	reply     chan spawnRes
+}
+
+type spawnRes struct {
+	pid int
+	err error
+}
+
+func newExecProcs(spec spawnSpec, exits chan<- exitEvent) *execProcs {
+	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{})}
+	p.wg.Add(1)
+	go p.spawner()
+	return p
+}
+
+// spawner starts every worker from the same locked OS thread. An external
+// worker's exec shim sets PR_SET_PDEATHSIG, which fires when the thread
+// that started it exits (golang/go#27505): this thread lives as long as the
+// master does.
+func (p *execProcs) spawner() {
+	defer p.wg.Done()
+	runtime.LockOSThread()
+	// No UnlockOSThread: when this goroutine returns at the master's exit,
+	// the thread ends with it, and any external worker still alive gets its
+	// parent-death signal.
+	for {
+		select {
+		case r := <-p.reqs:
+			pid, err := p.startLocked(r.slot, r.gen)
+			r.reply <- spawnRes{pid, err}
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+func (p *execProcs) start(slot, gen int) (int, error) {
+	r := spawnReq{slot: slot, gen: gen, reply: make(chan spawnRes, 1)}
+	select {
+	case p.reqs <- r:
+	case <-p.quit:
+		return 0, errStopping
+	}
+	res := <-r.reply
+	return res.pid, res.err
+}
+
+func (p *execProcs) startLocked(slot, gen int) (int, error) {
+	sp := p.spec
+	cmd := &exec.Cmd{
+		Path:       sp.path,
+		Args:       sp.args,
+		Stdin:      nil,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: sp.files,
+		// Own process group: a terminal's ^C reaches only the master,
+		// which then drains the workers in order.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if sp.cred != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: sp.cred.UID, Gid: sp.cred.GID, Groups: []uint32{}}
+	}
+	env := make([]string, 0, len(sp.env)+4)
+	env = append(env, sp.env...)
+	env = append(env, EnvWorker+"="+strconv.Itoa(slot), EnvGeneration+"="+strconv.Itoa(gen))
+	var after func(int, error)
+	if sp.perWorker != nil {
+		files, wenv, a, err := sp.perWorker(slot, 3+len(sp.files))
+		if err != nil {
+			return 0, fmt.Errorf("start worker %d: %w", slot, err)
+		}
+		cmd.ExtraFiles = append(append([]*os.File(nil), sp.files...), files...)
+		env = append(env, wenv...)
+		after = a
+	}
+	cmd.Env = env
+	flags := make([]int, len(sp.nonblock))
+	for i, f := range sp.nonblock {
+		flags[i] = fcntlFlags(f)
+	}
+	err := cmd.Start()
+	// os.StartProcess calls Fd on every ExtraFiles entry; should that have
+	// changed a shared socket's blocking mode (a File made by net would),
+	// put it back as it was (DESIGN.md, traps).
+	for i, f := range sp.nonblock {
+		if now := fcntlFlags(f); flags[i] >= 0 && now >= 0 && now&unix.O_NONBLOCK != flags[i]&unix.O_NONBLOCK {
+			unix.SetNonblock(int(f.Fd()), flags[i]&unix.O_NONBLOCK != 0)
+		}
+	}
+	if after != nil {
+		pid := 0
+		if err == nil {
+			pid = cmd.Process.Pid
+		}
+		after(pid, err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("start worker %d: %w", slot, err)
+	}
+	pid := cmd.Process.Pid
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		cmd.Wait()
+		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState)}
+	}()
+	return pid, nil
+}
+
+func fcntlFlags(f *os.File) int {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fl := -1
+	rc.Control(func(fd uintptr) { fl, _ = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	return fl
+}
+
+func statusOf(ps *os.ProcessState) exitStatus {
+	if ps == nil {
+		return exitStatus{code: -1}
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return exitStatus{code: -1, signal: unix.Signal(ws.Signal())}
+	}
+	return exitStatus{code: ps.ExitCode()}
+}
+
+func (p *execProcs) signal(pid int, sig unix.Signal) error {
+	err := unix.Kill(pid, sig)
+	if errors.Is(err, unix.ESRCH) {
+		return nil // already gone; its exit is on the way
+	}
+	return err
+}
+
+// close stops the spawner and waits for every wait goroutine; call it after
+// the supervisor has seen every worker exit.
+func (p *execProcs) close() {
+	p.once.Do(func() { close(p.quit) })
+	p.wg.Wait()
+}
+
+// workerEnv returns the master's environment without the variables that
+// belong to the master's own supervisor (systemd's, tableflip's) or to a
+// previous hand-off, so that a worker never mistakes itself for a master.
+func workerEnv(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == envTableflip, k == "NOTIFY_SOCKET", k == "WATCHDOG_USEC", k == "WATCHDOG_PID",
+			strings.HasPrefix(k, "LISTEN_"), strings.HasPrefix(k, "PREFORK_"):
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}

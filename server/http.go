@@ -1,0 +1,169 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/preforkd/preforkd/worker"
+)
+
+// HTTP serves an http.Handler with a drain that loses no request. The zero
+// value is not usable: set Handler.
+type HTTP struct {
+	// Handler answers requests.
+	Handler http.Handler
+	// Server, when set, is used for its timeouts and settings; its Handler
+	// and ConnState are replaced.
+	Server *http.Server
+	// IdleClose is how long a connection must have been idle during a
+	// drain before it is closed. Defaults to 1s.
+	IdleClose time.Duration
+
+	once     sync.Once
+	srv      *http.Server
+	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[net.Conn]connInfo
+	served   chan struct{}
+	ln       net.Listener
+}
+
+type connInfo struct {
+	state http.ConnState
+	since time.Time
+}
+
+func (h *HTTP) init() {
+	h.once.Do(func() {
+		h.srv = &http.Server{ReadHeaderTimeout: 30 * time.Second}
+		if h.Server != nil {
+			h.srv = h.Server
+		}
+		if h.IdleClose <= 0 {
+			h.IdleClose = time.Second
+		}
+		h.conns = map[net.Conn]connInfo{}
+		h.served = make(chan struct{})
+		h.srv.Handler = http.HandlerFunc(h.serveHTTP)
+		h.srv.ConnState = h.connState
+	})
+}
+
+func (h *HTTP) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() {
+		// The client learns before its next request that this connection
+		// ends; net/http closes it after this response.
+		w.Header().Set("Connection", "close")
+	}
+	h.Handler.ServeHTTP(w, r)
+}
+
+func (h *HTTP) connState(c net.Conn, st http.ConnState) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(h.conns, c)
+	default:
+		h.conns[c] = connInfo{state: st, since: time.Now()}
+	}
+}
+
+// Serve accepts on ln until Shutdown. It returns nil after Shutdown, and
+// the accept error otherwise.
+func (h *HTTP) Serve(ln net.Listener) error {
+	h.init()
+	h.mu.Lock()
+	h.ln = ln
+	h.mu.Unlock()
+	defer close(h.served)
+	err := h.srv.Serve(ln)
+	if h.draining.Load() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown drains: it stops accepting, lets requests in flight finish,
+// answers the next request on each keep-alive connection with
+// "Connection: close", closes connections idle for IdleClose, and returns
+// when every connection is closed. When ctx ends first, it closes every
+// connection and returns ctx's error.
+func (h *HTTP) Shutdown(ctx context.Context) error {
+	h.init()
+	if h.draining.Swap(true) {
+		return errors.New("server: HTTP already shut down")
+	}
+	h.mu.Lock()
+	ln := h.ln
+	h.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+		select {
+		case <-h.served:
+		case <-ctx.Done():
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if h.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			h.srv.Close()
+			return ctx.Err()
+		}
+	}
+}
+
+// closeIdle closes connections that have been idle (or new without a
+// request) for IdleClose, and returns how many connections remain.
+func (h *HTTP) closeIdle() int {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c, ci := range h.conns {
+		if (ci.state == http.StateIdle || ci.state == http.StateNew) && now.Sub(ci.since) >= h.IdleClose {
+			c.Close()
+		}
+	}
+	return len(h.conns)
+}
+
+// ServeHTTP serves handler on the worker's listener named name, tells the
+// master the worker is ready, and when the worker's context ends drains
+// within the worker's grace period. It returns nil after a clean drain.
+func ServeHTTP(w *worker.Worker, name string, handler http.Handler) error {
+	return (&HTTP{Handler: handler}).Run(w, name)
+}
+
+// Run is ServeHTTP with h's settings.
+func (h *HTTP) Run(w *worker.Worker, name string) error {
+	ln, err := w.Listener(name)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- h.Serve(ln) }()
+	if err := w.Ready(); err != nil {
+		return err
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-w.Done():
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.Grace())
+	defer cancel()
+	err = h.Shutdown(ctx)
+	<-errc
+	return err
+}
