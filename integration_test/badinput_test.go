@@ -22,6 +22,7 @@ func runPreforkd(t *testing.T, d time.Duration, args ...string) (string, int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	markCmdChild(cmd.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

@@ -150,6 +150,7 @@ func startMaster(t testing.TB, o Opts) *Master {
 	if err := m.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	markCmdChild(m.Cmd.Process.Pid)
 	go func() { m.err = m.Cmd.Wait(); close(m.exited) }()
 	t.Cleanup(m.cleanup)
 	if !o.NoWait {
@@ -360,6 +361,12 @@ var (
 	cmdMu       sync.Mutex
 	cmdChildren = map[int]bool{}
 )
+
+func markCmdChild(pid int) {
+	cmdMu.Lock()
+	defer cmdMu.Unlock()
+	cmdChildren[pid] = true
+}
 
 func isCmdChild(pid int) bool {
 	cmdMu.Lock()

@@ -132,6 +132,14 @@ func (h *handoff) successorPid(timeout time.Duration) (int, error) {
 	}
 }
 
+// closePred closes the socket to the predecessor once it has exited.
+func (h *handoff) closePred() {
+	if h.pred != nil {
+		h.pred.Close()
+		h.pred = nil
+	}
+}
+
 func (h *handoff) close() error {
 	var errs []error
 	for _, f := range []*os.File{h.succ, h.pred} {

@@ -80,6 +80,19 @@ type master struct {
 	upgrades     map[string]uint64 // by result
 	ctlReqs      chan func()       // run in the loop goroutine (control socket)
 	stopAsked    bool
+	isReady      bool          // the first workers were all ready
+	parentExited chan struct{} // closed when the previous master has exited
+}
+
+// parentGone reports whether the previous master (if any) has exited:
+// tableflip allows the next upgrade only then.
+func (m *master) parentGone() bool {
+	select {
+	case <-m.parentExited:
+		return true
+	default:
+		return false
+	}
 }
 
 func (m *master) setup() error {
@@ -184,13 +197,25 @@ func (m *master) loop(ctx context.Context) error {
 	supCtx, cancelSup := context.WithCancel(context.Background())
 	defer cancelSup()
 	go m.sup.run(supCtx)
+	m.parentExited = make(chan struct{})
+	go func() {
+		// Returns at once without a parent; otherwise when it exits (or at
+		// our own exit, when supCtx is cancelled).
+		if err := m.upg.WaitForParent(supCtx); err == nil {
+			close(m.parentExited)
+		}
+	}()
 	m.serveEndpoints()
 	m.log.Info("master started", "generation", m.gen, "workers", m.cfg.Workers, "listen", specsString(m.socks), "version", m.cfg.Version)
 
 	first := m.sup.first
 	ctxDone := ctx.Done()
+	parentExited := m.parentExited
 	for {
 		select {
+		case <-parentExited:
+			parentExited = nil
+			m.handoff.closePred() // the predecessor is gone: nothing more to hear
 		case <-first:
 			first = nil
 			m.becomeReady()
@@ -222,6 +247,7 @@ func (m *master) becomeReady() {
 	if err := m.upg.Ready(); err != nil {
 		m.log.Error("cannot complete readiness", "err", err)
 	}
+	m.isReady = true
 	if !m.upg.HasParent() {
 		m.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen))
 	}
@@ -254,11 +280,20 @@ func (m *master) onSignal(sig syscall.Signal) bool {
 }
 
 func (m *master) beginUpgrade(reply chan error) {
-	if m.upgrading {
-		m.log.Warn("upgrade refused: one is already running")
+	refuse := ""
+	switch {
+	case m.upgrading:
+		refuse = "an upgrade is already running"
+	case !m.isReady:
+		refuse = "this master is not ready yet"
+	case !m.parentGone():
+		refuse = "the previous master is still draining"
+	}
+	if refuse != "" {
+		m.log.Warn("upgrade refused: " + refuse)
 		m.upgrades["refused"]++
 		if reply != nil {
-			reply <- errors.New("an upgrade is already running")
+			reply <- errors.New(refuse)
 		}
 		return
 	}

@@ -12,13 +12,17 @@
 // PREFORK_STATE_SIZE); the worker maps it PROT_READ, MAP_SHARED. Every worker
 // of a generation maps the same pages, so N workers over S bytes cost about S
 // of memory, not N×S (the pages show as Shared_Dirty and Pss_Shmem in
-// /proc/<pid>/smaps_rollup), and a worker's start does not grow with S.
+// /proc/<pid>/smaps_rollup: two workers that read all of a 64 MiB region
+// have 32 MiB of Pss_Shmem each), and a worker's start does not grow with S.
 //
-// A write through the mapping kills the worker with SIGSEGV (a Go program
-// reports "unexpected fault address" and exits with status 2), and the
-// kernel refuses every way of making the region writable: mprotect to
-// PROT_WRITE fails with EACCES, a new writable shared mmap, write(2),
-// pwrite(2), ftruncate(2) and fallocate(2) fail with EPERM.
+// A write through the mapping faults with SIGSEGV (SEGV_ACCERR), which a Go
+// worker does not survive: the runtime prints "unexpected fault address"
+// and "fatal error: fault" and exits with status 2. The kernel refuses
+// every way of making the region writable: mprotect to PROT_WRITE fails
+// with EACCES; a new writable shared mmap, write(2), pwrite(2),
+// ftruncate(2), fallocate(2) and a write through a fresh O_RDWR open of
+// /proc/self/fd/N fail with EPERM. (A MAP_PRIVATE writable mapping is
+// allowed: it is copy-on-write and changes nothing that others see.)
 //
 // Master side:
 //

@@ -16,8 +16,12 @@ import (
 // Mapping is a worker's read-only view of a sealed region. Bytes points
 // straight at the shared pages: nothing is copied.
 //
-// A write through Bytes kills the process with SIGSEGV, and the kernel
-// refuses to make the mapping or the region writable.
+// A write through Bytes faults (SIGSEGV, SEGV_ACCERR), which the Go runtime
+// turns into "unexpected fault address", "fatal error: fault" and exit
+// status 2: it cannot be recovered (unless the goroutine set
+// debug.SetPanicOnFault). The kernel refuses every attempt to make the
+// mapping or the region writable (mprotect: EACCES; writable mmap, write,
+// ftruncate, fallocate: EPERM).
 type Mapping struct {
 	b []byte // nil for an empty region; otherwise the slice unix.Mmap returned
 
@@ -33,9 +37,10 @@ type Mapping struct {
 // refused too. A size of 0 gives a Mapping whose Bytes is empty (an empty
 // mmap is impossible).
 //
-// MapFd neither closes fd nor keeps it: the caller may close it as soon as
-// MapFd returns, and the mapping stays valid until Close. MapFd does not
-// block.
+// MapFd neither closes fd, nor keeps it, nor changes its flags: the caller
+// may close it as soon as MapFd returns (or must at least set close-on-exec
+// again on a descriptor inherited through ExtraFiles), and the mapping
+// stays valid until Close. MapFd does not block.
 //
 // It returns (mapping, nil) or (nil, err).
 func MapFd(fd int, size int64) (*Mapping, error) {
@@ -91,9 +96,9 @@ func Map(f *os.File, size int64) (*Mapping, error) {
 }
 
 // Bytes returns the mapped region: read-only, len and cap equal to the
-// region's size, empty (nil) for an empty region. Writing to it kills the
-// process with SIGSEGV. The slice, and every slice or string taken from it,
-// is valid only until Close.
+// region's size, nil for an empty region or after Close. Writing to it
+// kills the process (see Mapping). The slice, and every slice or string
+// taken from it, is valid only until Close.
 func (m *Mapping) Bytes() []byte { return m.b }
 
 // Close unmaps the region. Afterwards any read of a slice obtained from

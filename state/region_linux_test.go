@@ -158,6 +158,23 @@ func TestFromFileErrors(t *testing.T) {
 	}
 }
 
+func TestFromBytesNames(t *testing.T) {
+	long := strings.Repeat("n", 300)
+	r, err := FromBytes(long, []byte("x"))
+	if err != nil {
+		t.Fatalf("a 300-byte name: %v", err)
+	}
+	r.Close()
+	r, err = FromBytes("nul\x00byte", []byte("x"))
+	if err == nil {
+		r.Close()
+		t.Fatal("a name with a NUL byte was accepted")
+	}
+	if !strings.HasPrefix(err.Error(), `state: memfd_create "nul\x00byte": `) {
+		t.Errorf("error %q does not name the memfd", err)
+	}
+}
+
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }

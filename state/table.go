@@ -24,7 +24,8 @@ var (
 	ErrNotSealed = errors.New("state: region is not sealed")
 )
 
-// Table format constants; doc.go describes the layout byte by byte.
+// Table format constants; the package documentation describes the layout
+// byte by byte.
 const (
 	// TableMagic is the first 8 bytes of every table.
 	TableMagic = "PFKVTBL1"

@@ -21,7 +21,7 @@ import (
 //	preforkd demo worker=<slot> pid=<pid> generation=<n> version=<version>
 //
 // Routes: GET / (that line), GET /healthz, GET /sleep?ms=N, GET /state
-// (size and CRC-32C of the shared region), GET /kv/<key> (a value of the
+// (size and CRC-32, as zlib computes it, of the shared region), GET /kv/<key> (a value of the
 // shared table; 404 when missing or when the state is not a table).
 func demoApp(o *options) server.App {
 	return func(ctx context.Context, w *worker.Worker) error {
@@ -78,7 +78,7 @@ func (d *demo) sleep(w http.ResponseWriter, r *http.Request) {
 	text(w, fmt.Sprintf("%sslept=%dms\n", d.line, ms))
 }
 
-// state answers the region's size and the CRC-32C over every byte of it,
+// state answers the region's size and the CRC-32 (IEEE) of every byte of it,
 // computed once per worker (the region is sealed: it cannot change).
 func (d *demo) state(w http.ResponseWriter, r *http.Request) {
 	d.once.Do(func() { d.sum = state.Checksum(d.data) })
