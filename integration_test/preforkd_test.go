@@ -88,17 +88,17 @@ func (s *syncBuffer) String() string {
 
 // Master is a running preforkd master started by a test.
 type Master struct {
-	t        testing.TB
-	Cmd      *exec.Cmd
-	Dir      string
-	Exe      string // path the master was started from (upgrades replace it)
-	Port     int
-	Metrics  int
-	Control  string
-	PIDFile  string
-	Log      *syncBuffer
-	exited   chan struct{} // closed when the first master has been reaped
-	err      error         // its Wait error, once exited is closed
+	t       testing.TB
+	Cmd     *exec.Cmd
+	Dir     string
+	Exe     string // path the master was started from (upgrades replace it)
+	Port    int
+	Metrics int
+	Control string
+	PIDFile string
+	Log     *syncBuffer
+	exited  chan struct{} // closed when the first master has been reaped
+	err     error         // its Wait error, once exited is closed
 }
 
 // Opts configure startMaster.
