@@ -108,8 +108,9 @@ type Opts struct {
 	Command []string // external worker command
 	Version string   // build to run (default v1)
 	Env     []string
-	NoWait  bool   // don't wait for readiness
-	Control string // control socket path (default: a fresh one)
+	NoWait  bool     // don't wait for readiness
+	Control string   // control socket path (default: a fresh one)
+	Wrapper []string // run the master through this command (it must exec it)
 }
 
 // startMaster starts preforkd with a fresh port, metrics port, control
@@ -143,7 +144,11 @@ func startMaster(t testing.TB, o Opts) *Master {
 	if len(o.Command) > 0 {
 		args = append(append(args, "--"), o.Command...)
 	}
-	m.Cmd = exec.Command(m.Exe, args...)
+	if len(o.Wrapper) > 0 {
+		m.Cmd = exec.Command(o.Wrapper[0], append(append(append([]string{}, o.Wrapper[1:]...), m.Exe), args...)...)
+	} else {
+		m.Cmd = exec.Command(m.Exe, args...)
+	}
 	m.Cmd.Dir = dir
 	m.Cmd.Stdout, m.Cmd.Stderr = m.Log, m.Log
 	m.Cmd.Env = append(os.Environ(), o.Env...)

@@ -39,11 +39,19 @@ func Env(socks []*Socket) []string {
 	}
 }
 
-// Inherited holds the sockets a worker received.
+// Inherited holds the sockets a process received, in fd order.
 type Inherited struct {
 	names []string
 	lns   map[string]net.Listener
 	pcs   map[string]net.PacketConn
+	all   []entry
+}
+
+type entry struct {
+	name string
+	ln   net.Listener
+	pc   net.PacketConn
+	used bool
 }
 
 // ErrNoSocket is wrapped when a name was not handed over.
@@ -104,13 +112,19 @@ func (in *Inherited) take(fd int, name string) error {
 		if err != nil {
 			return fmt.Errorf("inherited fd %d (%s): %w", fd, name, err)
 		}
-		in.pcs[name] = pc
+		if _, dup := in.pcs[name]; !dup {
+			in.pcs[name] = pc
+		}
+		in.all = append(in.all, entry{name: name, pc: pc})
 	default:
 		ln, err := net.FileListener(f)
 		if err != nil {
 			return fmt.Errorf("inherited fd %d (%s): %w", fd, name, err)
 		}
-		in.lns[name] = ln
+		if _, dup := in.lns[name]; !dup {
+			in.lns[name] = ln
+		}
+		in.all = append(in.all, entry{name: name, ln: ln})
 	}
 	in.names = append(in.names, name)
 	return nil
@@ -138,11 +152,13 @@ func (in *Inherited) PacketConn(name string) (net.PacketConn, error) {
 
 // Close closes every inherited socket. Safe to call twice.
 func (in *Inherited) Close() error {
-	for _, ln := range in.lns {
-		ln.Close()
-	}
-	for _, pc := range in.pcs {
-		pc.Close()
+	for _, e := range in.all {
+		if e.ln != nil {
+			e.ln.Close()
+		}
+		if e.pc != nil {
+			e.pc.Close()
+		}
 	}
 	return nil
 }

@@ -40,30 +40,50 @@ type Socket struct {
 // socket when there is one, else binds and adds the new socket to fds. On
 // error it closes what it opened and returns an error naming the spec.
 func Open(fds Fds, specs []Spec) ([]*Socket, error) {
+	return OpenActivated(fds, specs, nil)
+}
+
+// OpenActivated is Open for a master that systemd started with sockets
+// (socket activation; act comes from FromEnv): each spec takes the
+// activated socket with its name (LISTEN_FDNAMES), else the one bound to its
+// address, instead of binding. The taken sockets are added to fds, so that
+// upgrades hand them on. An activated socket that no spec takes is an error
+// (wrapping ErrUnmatched).
+func OpenActivated(fds Fds, specs []Spec, act *Inherited) ([]*Socket, error) {
 	if err := ValidateSet(specs); err != nil {
 		return nil, err
 	}
 	socks := make([]*Socket, 0, len(specs))
 	for _, sp := range specs {
-		s, err := open(fds, sp)
+		s, err := open(fds, sp, act)
 		if err != nil {
 			Close(socks)
 			return nil, fmt.Errorf("listen %s: %w", sp, err)
 		}
 		socks = append(socks, s)
 	}
+	if err := act.unused(); err != nil {
+		Close(socks)
+		return nil, err
+	}
 	return socks, nil
 }
 
-func open(fds Fds, sp Spec) (*Socket, error) {
+func open(fds Fds, sp Spec, act *Inherited) (*Socket, error) {
 	s := &Socket{Spec: sp}
 	var raw syscall.Conn
+	actLn, actPc := act.match(sp)
 	if sp.Packet() {
 		pc, err := fds.PacketConn(sp.Network, sp.Address)
 		if err != nil {
 			return nil, err
 		}
-		if pc != nil {
+		if pc == nil && actPc != nil {
+			pc = actPc
+			if err := fds.AddPacketConn(sp.Network, sp.Address, pc.(tableflip.PacketConn)); err != nil {
+				return nil, err
+			}
+		} else if pc != nil {
 			s.Inherited = true
 		} else {
 			if pc, err = net.ListenPacket(sp.Network, sp.Address); err != nil {
@@ -80,7 +100,12 @@ func open(fds Fds, sp Spec) (*Socket, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ln != nil {
+		if ln == nil && actLn != nil {
+			ln = actLn
+			if err := fds.AddListener(sp.Network, sp.Address, ln.(tableflip.Listener)); err != nil {
+				return nil, err
+			}
+		} else if ln != nil {
 			s.Inherited = true
 		} else {
 			if sp.Network == "unix" {

@@ -63,6 +63,15 @@ type Config struct {
 	// LoadState, when set, builds the shared read-only region before any
 	// worker starts (again in each new master at an upgrade).
 	LoadState func() (Region, error)
+	// MaxRSS, when positive, is the resident set size in bytes above which
+	// a worker is replaced gracefully (its replacement ready first),
+	// checked every second. Zero: off.
+	MaxRSS uint64
+	// MaxRequests, when positive, is handed to workers (PREFORK_MAX_REQUESTS):
+	// a Go worker built on package server asks to be replaced after about
+	// that many requests (plus up to 10% jitter, so that workers don't
+	// recycle together). Zero: off.
+	MaxRequests int
 	// Credential, when set, is the uid/gid workers run as (supplementary
 	// groups dropped). The master keeps its own.
 	Credential *Credential

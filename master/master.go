@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,15 +74,17 @@ type master struct {
 	quit     chan struct{}
 	noteDone chan struct{}
 
-	upgrading    bool
-	upgradeBegan time.Time
-	upgradeRes   chan error
-	upgradeReply []chan error
-	upgrades     map[string]uint64 // by result
-	ctlReqs      chan func()       // run in the loop goroutine (control socket)
-	stopAsked    bool
-	isReady      bool          // the first workers were all ready
-	parentExited chan struct{} // closed when the previous master has exited
+	upgrading     bool
+	upgradeBegan  time.Time
+	upgradeRes    chan error
+	upgradeReply  []chan error
+	upgrades      map[string]uint64 // by result
+	ctlReqs       chan func()       // run in the loop goroutine (control socket)
+	stopAsked     bool
+	isReady       bool        // the first workers were all ready
+	upgradingFlag atomic.Bool // m.upgrading, for the reaper goroutine
+	reaperDone    chan struct{}
+	parentExited  chan struct{} // closed when the previous master has exited
 }
 
 // parentGone reports whether the previous master (if any) has exited:
@@ -116,7 +119,19 @@ func (m *master) setup() error {
 		}
 	}
 	m.log = m.log.With("master", os.Getpid())
-	if m.socks, err = listener.Open(m.upg.Fds, m.cfg.Listen); err != nil {
+	var act *listener.Inherited
+	if !m.upg.HasParent() && os.Getenv(listener.EnvFds) != "" {
+		// Socket activation: systemd (or systemd-socket-activate) bound
+		// the sockets. Upgrades then inherit them through tableflip.
+		if act, err = listener.FromEnv(); err != nil {
+			return fmt.Errorf("socket activation: %w", err)
+		}
+		m.log.Info("using sockets from socket activation", "names", act.Names())
+	}
+	if m.socks, err = listener.OpenActivated(m.upg.Fds, m.cfg.Listen, act); err != nil {
+		if act != nil {
+			act.Close()
+		}
 		return err
 	}
 	if m.cfg.MetricsAddr != "" {
@@ -176,6 +191,9 @@ func (m *master) spawnSpec() spawnSpec {
 		EnvMasterPid+"="+strconv.Itoa(os.Getpid()),
 		EnvGrace+"="+m.cfg.Grace.String(),
 	)
+	if m.cfg.MaxRequests > 0 {
+		env = append(env, EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests))
+	}
 	if m.cfg.Heartbeat > 0 {
 		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(m.cfg.Heartbeat.Microseconds(), 10))
 	}
@@ -191,6 +209,7 @@ func (m *master) loop(ctx context.Context) error {
 		desired: m.cfg.Workers, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
 		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
 		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.cfg.Hooks,
+		maxRSS: m.cfg.MaxRSS,
 	}, m.procs, exits, notes)
 	m.noteDone = make(chan struct{})
 	go func() { defer close(m.noteDone); m.notify.serve(notes, m.quit) }()
@@ -206,6 +225,10 @@ func (m *master) loop(ctx context.Context) error {
 		}
 	}()
 	m.serveEndpoints()
+	if os.Getpid() == 1 {
+		m.reaperDone = make(chan struct{})
+		go func() { defer close(m.reaperDone); m.runReaper() }()
+	}
 	m.log.Info("master started", "generation", m.gen, "workers", m.cfg.Workers, "listen", specsString(m.socks), "version", m.cfg.Version)
 
 	first := m.sup.first
@@ -284,6 +307,11 @@ func (m *master) beginUpgrade(reply chan error) {
 	switch {
 	case m.upgrading:
 		refuse = "an upgrade is already running"
+	case os.Getpid() == 1:
+		// The old master exits after the hand-over, and PID 1 exiting
+		// ends the container: run under an init (docker run --init, tini)
+		// to upgrade in place, or use a rolling restart (SIGUSR1).
+		refuse = "running as PID 1; upgrading would end the container (use an init such as tini, or SIGUSR1)"
 	case !m.isReady:
 		refuse = "this master is not ready yet"
 	case !m.parentGone():
@@ -298,6 +326,7 @@ func (m *master) beginUpgrade(reply chan error) {
 		return
 	}
 	m.upgrading = true
+	m.upgradingFlag.Store(true)
 	m.upgradeBegan = time.Now()
 	if reply != nil {
 		m.upgradeReply = append(m.upgradeReply, reply)
@@ -316,6 +345,7 @@ func (m *master) beginUpgrade(reply chan error) {
 // has been replaced and must drain and exit.
 func (m *master) upgradeDone(err error) bool {
 	m.upgrading = false
+	m.upgradingFlag.Store(false)
 	took := time.Since(m.upgradeBegan).Round(time.Millisecond)
 	replies := m.upgradeReply
 	m.upgradeReply = nil
@@ -392,6 +422,9 @@ func (m *master) closeAll() {
 	}
 	if m.noteDone != nil {
 		<-m.noteDone
+	}
+	if m.reaperDone != nil {
+		<-m.reaperDone
 	}
 	if m.procs != nil {
 		m.procs.close()

@@ -81,7 +81,7 @@ func (n *notifySocket) serve(out chan<- noteEvent, quit <-chan struct{}) {
 			n.malformed.Add(1)
 			continue
 		}
-		ev := noteEvent{pid: pid, ready: f.Ready, watchdog: f.Watchdog, stopping: f.Stopping, status: f.Status}
+		ev := noteEvent{pid: pid, ready: f.Ready, watchdog: f.Watchdog, stopping: f.Stopping, status: f.Status, recycle: f.Vars[RecycleVar]}
 		select {
 		case out <- ev:
 		case <-quit:
@@ -89,6 +89,11 @@ func (n *notifySocket) serve(out chan<- noteEvent, quit <-chan struct{}) {
 		}
 	}
 }
+
+// RecycleVar is the notification variable with which a worker asks to be
+// replaced gracefully (its value is the reason, e.g. "max-requests"). It is
+// not one of systemd's, which ignores unknown variables.
+const RecycleVar = "X_PREFORKD_RECYCLE"
 
 func senderPid(oob []byte) int {
 	msgs, err := unix.ParseSocketControlMessage(oob)

@@ -56,6 +56,9 @@ type slot struct {
 	restarts int
 	lastExit string
 	delay    time.Duration // current backoff delay (0: none)
+	// replacing is why sl.next is being started outside a rolling restart
+	// (max-rss, max-requests).
+	replacing string
 }
 
 // exitStatus is how a worker ended.
@@ -92,4 +95,5 @@ type noteEvent struct {
 	watchdog bool
 	stopping bool
 	status   string
+	recycle  string // X_PREFORKD_RECYCLE=<reason>: the worker asks to be replaced
 }

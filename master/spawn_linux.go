@@ -18,16 +18,17 @@ import (
 
 // Environment of the master → worker contract (DESIGN.md).
 const (
-	EnvWorker     = "PREFORK_WORKER"
-	EnvGeneration = "PREFORK_GENERATION"
-	EnvStateFd    = "PREFORK_STATE_FD"
-	EnvStateSize  = "PREFORK_STATE_SIZE"
-	EnvMetricsFd  = "PREFORK_METRICS_FD"
-	EnvMasterFd   = "PREFORK_MASTER_FD"
-	EnvMasterPid  = "PREFORK_MASTER_PID"
-	EnvGrace      = "PREFORK_GRACE"
-	EnvExecShim   = "PREFORK_EXEC_SHIM"
-	envTableflip  = "TABLEFLIP_HAS_PARENT_7DIU3"
+	EnvWorker      = "PREFORK_WORKER"
+	EnvGeneration  = "PREFORK_GENERATION"
+	EnvStateFd     = "PREFORK_STATE_FD"
+	EnvStateSize   = "PREFORK_STATE_SIZE"
+	EnvMetricsFd   = "PREFORK_METRICS_FD"
+	EnvMasterFd    = "PREFORK_MASTER_FD"
+	EnvMasterPid   = "PREFORK_MASTER_PID"
+	EnvGrace       = "PREFORK_GRACE"
+	EnvExecShim    = "PREFORK_EXEC_SHIM"
+	EnvMaxRequests = "PREFORK_MAX_REQUESTS"
+	envTableflip   = "TABLEFLIP_HAS_PARENT_7DIU3"
 )
 
 // spawnSpec is what every worker of a master gets.
@@ -53,6 +54,11 @@ type execProcs struct {
 	wg    sync.WaitGroup // wait goroutines
 	quit  chan struct{}
 	once  sync.Once
+	// mu guards live: the pids started and not yet reaped. The orphan
+	// reaper (PID 1) holds it too, so that it never reaps a worker that
+	// was started but not yet recorded.
+	mu   sync.Mutex
+	live map[int]bool
 }
 
 type spawnReq struct {
@@ -66,7 +72,7 @@ type spawnRes struct {
 }
 
 func newExecProcs(spec spawnSpec, exits chan<- exitEvent) *execProcs {
-	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{})}
+	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{}), live: map[int]bool{}}
 	p.wg.Add(1)
 	go p.spawner()
 	return p
@@ -138,7 +144,12 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	for i, f := range sp.nonblock {
 		flags[i] = fcntlFlags(f)
 	}
+	p.mu.Lock()
 	err := cmd.Start()
+	if err == nil {
+		p.live[cmd.Process.Pid] = true
+	}
+	p.mu.Unlock()
 	// os.StartProcess calls Fd on every ExtraFiles entry; should that have
 	// changed a shared socket's blocking mode (a File made by net would),
 	// put it back as it was (DESIGN.md, traps).
@@ -162,6 +173,9 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	go func() {
 		defer p.wg.Done()
 		cmd.Wait()
+		p.mu.Lock()
+		delete(p.live, pid)
+		p.mu.Unlock()
 		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState)}
 	}()
 	return pid, nil
@@ -185,6 +199,12 @@ func statusOf(ps *os.ProcessState) exitStatus {
 		return exitStatus{code: -1, signal: unix.Signal(ws.Signal())}
 	}
 	return exitStatus{code: ps.ExitCode()}
+}
+
+// rss is the worker's resident set size in bytes, from /proc/<pid>/statm
+// (cheap enough to read every second for every worker).
+func (p *execProcs) rss(pid int) (uint64, error) {
+	return readRSS(pid)
 }
 
 func (p *execProcs) signal(pid int, sig unix.Signal) error {

@@ -18,6 +18,7 @@ import (
 type procs interface {
 	start(slot, gen int) (pid int, err error)
 	signal(pid int, sig unix.Signal) error
+	rss(pid int) (uint64, error)
 }
 
 // superConfig is what the supervisor needs of Config.
@@ -31,6 +32,8 @@ type superConfig struct {
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	stable       time.Duration
+	maxRSS       uint64        // recycle a worker above this RSS (0: off)
+	rssEvery     time.Duration // how often RSS is checked (default 1s)
 	log          *slog.Logger
 	hooks        Hooks
 }
@@ -56,6 +59,7 @@ type supervisor struct {
 	stopping bool
 	firstOK  bool
 	stats    stats
+	rssAt    time.Time // next RSS check
 }
 
 // stats are counters read by status and metrics.
@@ -100,6 +104,7 @@ func newSupervisor(cfg superConfig, p procs, exits chan exitEvent, notes chan no
 // Cancelling ctx is a graceful stop.
 func (s *supervisor) run(ctx context.Context) {
 	defer close(s.done)
+	s.rssAt = s.now()
 	for i := 0; i < s.desired; i++ {
 		sl := &slot{index: i}
 		s.slots = append(s.slots, sl)
@@ -252,6 +257,9 @@ func (s *supervisor) onNote(ev noteEvent) {
 	if ev.ready && w.state == starting {
 		s.markReady(w, now)
 	}
+	if ev.recycle != "" && w.state == ready {
+		s.replace(w.slot, w, ev.recycle)
+	}
 }
 
 func (s *supervisor) markReady(w *worker, now time.Time) {
@@ -269,10 +277,11 @@ func (s *supervisor) markReady(w *worker, now time.Time) {
 		if old != nil {
 			reason := "rolling"
 			if s.roll == nil || s.roll.pending != w {
-				reason = "recycle"
+				reason = sl.replacing
 			} else if s.roll.reason != "" {
 				reason = s.roll.reason
 			}
+			sl.replacing = ""
 			s.stats.restarts[restartKey{sl.index, reason}]++
 			sl.restarts++
 			s.retire(old, reason)
@@ -338,6 +347,9 @@ func (s *supervisor) nextWake() (time.Time, bool) {
 				set(sl.until)
 			}
 		}
+		if s.cfg.maxRSS > 0 {
+			set(s.rssAt)
+		}
 	}
 	for _, w := range s.workers {
 		switch w.state {
@@ -363,6 +375,14 @@ func (s *supervisor) nextWake() (time.Time, bool) {
 
 func (s *supervisor) onTimer() {
 	now := s.now()
+	if !s.stopping && s.cfg.maxRSS > 0 && !now.Before(s.rssAt) {
+		every := s.cfg.rssEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		s.rssAt = now.Add(every)
+		s.checkRSS()
+	}
 	if !s.stopping {
 		for _, sl := range s.slots {
 			if sl.cur == nil && !sl.until.IsZero() && !now.Before(sl.until) {
@@ -504,17 +524,36 @@ func (s *supervisor) finishRolling(err error) {
 	s.roll = nil
 }
 
-// replace starts a replacement for the worker in slot i and retires the
-// old one once the new one is ready (recycling). It does nothing if the
-// slot is already being replaced.
-func (s *supervisor) replace(i int, reason string) {
+// replace starts a replacement for w, the current worker of slot i, and
+// retires w once the new one is ready (recycling: max-rss, max-requests).
+// It does nothing if the slot is already being replaced or w is not its
+// ready current worker.
+func (s *supervisor) replace(i int, w *worker, reason string) {
 	if s.stopping || i >= len(s.slots) {
 		return
 	}
 	sl := s.slots[i]
-	if sl.cur == nil || sl.next != nil || sl.cur.state != ready {
+	if sl.cur != w || sl.next != nil || w.state != ready {
 		return
 	}
-	s.wlog(sl.cur).Info("replacing worker", "reason", reason)
+	s.wlog(w).Info("replacing worker", "reason", reason)
+	sl.replacing = reason
 	sl.next = s.spawn(sl)
+}
+
+// checkRSS replaces every ready worker whose resident set is above
+// maxRSS.
+func (s *supervisor) checkRSS() {
+	for _, sl := range s.slots {
+		w := sl.cur
+		if w == nil || w.state != ready || sl.next != nil {
+			continue
+		}
+		rss, err := s.procs.rss(w.pid)
+		if err != nil || rss <= s.cfg.maxRSS {
+			continue
+		}
+		s.wlog(w).Warn("worker over -max-rss", "rss", rss, "max_rss", s.cfg.maxRSS)
+		s.replace(sl.index, w, "max-rss")
+	}
 }

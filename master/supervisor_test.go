@@ -27,6 +27,7 @@ type fakeProcs struct {
 	exits      chan exitEvent
 	wg         sync.WaitGroup
 	dead       map[int]bool
+	rssOf      map[int]uint64
 }
 
 type fakeStart struct {
@@ -40,7 +41,7 @@ type fakeSig struct {
 }
 
 func newFake() *fakeProcs {
-	return &fakeProcs{next: 100, exits: make(chan exitEvent), dead: map[int]bool{}}
+	return &fakeProcs{next: 100, exits: make(chan exitEvent), dead: map[int]bool{}, rssOf: map[int]uint64{}}
 }
 
 func (f *fakeProcs) start(slot, gen int) (int, error) {
@@ -53,6 +54,12 @@ func (f *fakeProcs) start(slot, gen int) (int, error) {
 	f.next++
 	f.starts = append(f.starts, fakeStart{slot, f.next, time.Now()})
 	return f.next, nil
+}
+
+func (f *fakeProcs) rss(pid int) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rssOf[pid], nil
 }
 
 func (f *fakeProcs) signal(pid int, sig unix.Signal) error {
@@ -452,4 +459,48 @@ func slicesEqual(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+func TestMaxRSSRecyclesGracefully(t *testing.T) {
+	h := newHarness(t, superConfig{desired: 2, maxRSS: 100 << 20, rssEvery: 20 * time.Millisecond})
+	h.waitFor("starts", func() bool { return len(h.f.startsCopy()) == 2 })
+	pids := h.readyAll()
+	h.f.mu.Lock()
+	h.f.rssOf[pids[0]] = 50 << 20
+	h.f.rssOf[pids[1]] = 200 << 20
+	h.f.mu.Unlock()
+	h.waitFor("a replacement", func() bool { return len(h.f.startsCopy()) == 3 })
+	repl := h.f.startsCopy()[2]
+	if repl.slot != 1 {
+		t.Fatalf("replacement started in slot %d, want 1", repl.slot)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if s := h.f.sigsTo(pids[1]); len(s) != 0 {
+		t.Fatalf("worker over max-rss signalled before its replacement was ready: %v", s)
+	}
+	h.note(repl.pid, noteEvent{ready: true})
+	h.waitFor("old worker stopped", func() bool { return len(h.f.sigsTo(pids[1])) == 1 })
+	if s := h.f.sigsTo(pids[0]); len(s) != 0 {
+		t.Errorf("worker under max-rss signalled: %v", s)
+	}
+	var ctr counters
+	h.s.do(func() { ctr = h.s.takeCounters() })
+	if ctr.Restarts[restartKey{1, "max-rss"}] != 1 {
+		t.Errorf("restarts: %v, want max-rss on slot 1", ctr.Restarts)
+	}
+}
+
+func TestRecycleRequestFromWorker(t *testing.T) {
+	h := newHarness(t, superConfig{desired: 1})
+	h.waitFor("start", func() bool { return len(h.f.startsCopy()) == 1 })
+	pid := h.readyAll()[0]
+	h.note(pid, noteEvent{recycle: "max-requests"})
+	h.waitFor("replacement", func() bool { return len(h.f.startsCopy()) == 2 })
+	h.note(h.f.startsCopy()[1].pid, noteEvent{ready: true})
+	h.waitFor("old stopped", func() bool { return len(h.f.sigsTo(pid)) == 1 })
+	var ctr counters
+	h.s.do(func() { ctr = h.s.takeCounters() })
+	if ctr.Restarts[restartKey{0, "max-requests"}] != 1 {
+		t.Errorf("restarts: %v", ctr.Restarts)
+	}
 }

@@ -138,21 +138,56 @@ func (h *HTTP) closeIdle() int {
 	return len(h.conns)
 }
 
-// ServeHTTP serves handler on the worker's listener named name, tells the
-// master the worker is ready, and when the worker's context ends drains
-// within the worker's grace period. It returns nil after a clean drain.
+// ServeHTTP serves handler on the worker's listener named name (every
+// stream listener the worker inherited, when name is ""), tells the master
+// the worker is ready, and when the worker's context ends drains within
+// the worker's grace period. It returns nil after a clean drain.
 func ServeHTTP(w *worker.Worker, name string, handler http.Handler) error {
 	return (&HTTP{Handler: handler}).Run(w, name)
 }
 
-// Run is ServeHTTP with h's settings.
+// Run is ServeHTTP with h's settings (one HTTP per listener when name is
+// ""). When the worker has a MaxRequests, it asks to be recycled once it
+// has served that many requests.
 func (h *HTTP) Run(w *worker.Worker, name string) error {
-	ln, err := w.Listener(name)
-	if err != nil {
-		return err
+	names := []string{name}
+	if name == "" {
+		names = nil
+		for _, n := range w.Names() {
+			if _, err := w.Listener(n); err == nil {
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			return errors.New("server: the worker inherited no stream listener")
+		}
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- h.Serve(ln) }()
+	handler := h.Handler
+	if limit := int64(w.MaxRequests()); limit > 0 {
+		var n atomic.Int64
+		next := handler
+		handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if n.Add(1) == limit {
+				w.Recycle("max-requests")
+			}
+			next.ServeHTTP(rw, r)
+		})
+	}
+	servers := make([]*HTTP, len(names))
+	errc := make(chan error, len(names))
+	for i, n := range names {
+		ln, err := w.Listener(n)
+		if err != nil {
+			return err
+		}
+		srv := h
+		if i > 0 {
+			srv = &HTTP{Server: cloneServer(h.Server), IdleClose: h.IdleClose}
+		}
+		srv.Handler = handler
+		servers[i] = srv
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	if err := w.Ready(); err != nil {
 		return err
 	}
@@ -163,7 +198,20 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.Grace())
 	defer cancel()
-	err = h.Shutdown(ctx)
-	<-errc
-	return err
+	var first error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// cloneServer copies a base server's settings for another listener.
+func cloneServer(s *http.Server) *http.Server {
+	if s == nil {
+		return nil
+	}
+	return &http.Server{ReadTimeout: s.ReadTimeout, ReadHeaderTimeout: s.ReadHeaderTimeout, WriteTimeout: s.WriteTimeout,
+		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: s.MaxHeaderBytes, ErrorLog: s.ErrorLog}
 }

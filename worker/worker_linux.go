@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -30,6 +31,8 @@ const (
 	envMasterFd   = "PREFORK_MASTER_FD"
 	envMasterPid  = "PREFORK_MASTER_PID"
 	envGrace      = "PREFORK_GRACE"
+	envMaxReqs    = "PREFORK_MAX_REQUESTS"
+	recycleVar    = "X_PREFORKD_RECYCLE"
 )
 
 // ErrNotWorker is returned by New in a process that was not started by a
@@ -62,6 +65,7 @@ type Worker struct {
 	state    []byte
 	unmap    func() error
 	metrics  *os.File
+	maxReqs  int
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -110,6 +114,11 @@ func New(opts Options) (*Worker, error) {
 		w.watchdog = time.Duration(us) * time.Microsecond
 	}
 	get("WATCHDOG_PID")
+	if n, err := strconv.Atoi(get(envMaxReqs)); err == nil && n > 0 {
+		// Up to 10% jitter, so that workers started together don't all
+		// recycle at once.
+		w.maxReqs = n + rand.IntN(n/10+1)
+	}
 
 	w.ctx, w.cancel = context.WithCancelCause(context.Background())
 	w.sigs = make(chan os.Signal, 1)
@@ -254,6 +263,18 @@ func (w *Worker) Ready() error {
 		}
 	})
 	return err
+}
+
+// MaxRequests is how many requests this worker should serve before it asks
+// to be replaced (the master's -max-requests plus up to 10% jitter), or 0.
+// Package server's HTTP helper counts them and calls Recycle.
+func (w *Worker) MaxRequests() int { return w.maxReqs }
+
+// Recycle asks the master to replace this worker gracefully: the master
+// starts a replacement, and sends this worker SIGTERM once that one is
+// ready. reason is counted in prefork_worker_restarts_total.
+func (w *Worker) Recycle(reason string) error {
+	return w.notify.Send(recycleVar + "=" + reason)
 }
 
 // Status sends a free-form status line to the master (shown by ctl status).

@@ -20,7 +20,8 @@ import (
 //
 //	preforkd demo worker=<slot> pid=<pid> generation=<n> version=<version>
 //
-// Routes: GET / (that line), GET /healthz, GET /sleep?ms=N, GET /state
+// Routes: GET / (that line), GET /healthz, GET /sleep?ms=N, GET /grow?mb=N
+// (allocate and keep N MiB), GET /state
 // (size and CRC-32, as zlib computes it, of the shared region), GET /kv/<key> (a value of the
 // shared table; 404 when missing or when the state is not a table).
 func demoApp(o *options) server.App {
@@ -38,24 +39,15 @@ func demoApp(o *options) server.App {
 		mux.HandleFunc("GET /sleep", d.sleep)
 		mux.HandleFunc("GET /state", d.state)
 		mux.HandleFunc("GET /kv/{key...}", d.kv)
-		name := "http"
-		if names := w.Names(); len(names) > 0 && !contains(names, name) {
-			name = names[0]
-		}
-		return server.ServeHTTP(w, name, mux)
+		mux.HandleFunc("GET /grow", d.grow)
+		// Every stream socket handed to the worker serves the demo.
+		return server.ServeHTTP(w, "", mux)
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 type demo struct {
+	mu    sync.Mutex
+	held  [][]byte // memory kept by /grow
 	line  string
 	data  []byte
 	table *state.Table
@@ -100,6 +92,24 @@ func (d *demo) kv(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(d.line))
 	w.Write(v)
 	w.Write([]byte("\n"))
+}
+
+// grow allocates and keeps mb MiB (touching every page), so that operators
+// and tests can watch -max-rss recycle a worker.
+func (d *demo) grow(w http.ResponseWriter, r *http.Request) {
+	mb, err := strconv.Atoi(r.URL.Query().Get("mb"))
+	if err != nil || mb < 1 || mb > 4096 {
+		http.Error(w, d.line+"mb: want a number of MiB from 1 to 4096\n", http.StatusBadRequest)
+		return
+	}
+	b := make([]byte, mb<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	d.mu.Lock()
+	d.held = append(d.held, b)
+	d.mu.Unlock()
+	text(w, fmt.Sprintf("%sheld=%dMiB\n", d.line, mb))
 }
 
 func text(w http.ResponseWriter, s string) {

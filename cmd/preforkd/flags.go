@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +39,11 @@ type options struct {
 	showVersion    bool
 	command        []string
 	specs          []listener.Spec
+	user, group    string
+	maxRSS         string
+	maxRequests    int
+	cred           *master.Credential
+	maxRSSBytes    uint64
 }
 
 type listFlag []string
@@ -73,6 +80,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.user, "user", "", "run workers as this user (name or uid); the master keeps its own identity (root, to bind)")
+	fs.StringVar(&o.group, "group", "", "run workers with this group (name or gid; default: -user's primary group)")
+	fs.StringVar(&o.maxRSS, "max-rss", "", "replace a worker whose resident memory exceeds SIZE (e.g. 512MiB, 2G); its replacement is ready first")
+	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
 	// A bad flag gets one line, not the whole usage: Usage prints nothing
 	// during Parse, and the help text only on -h.
 	fs.Usage = func() {}
@@ -133,6 +144,23 @@ func (o *options) check() error {
 	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", o.logLevel)
 	}
+	if o.maxRequests < 0 {
+		return fmt.Errorf("-max-requests %d: must not be negative", o.maxRequests)
+	}
+	if o.maxRSS != "" {
+		n, err := parseSize(o.maxRSS)
+		if err != nil {
+			return fmt.Errorf("-max-rss %q: %v", o.maxRSS, err)
+		}
+		o.maxRSSBytes = n
+	}
+	if o.user != "" || o.group != "" {
+		cred, err := lookupCredential(o.user, o.group)
+		if err != nil {
+			return err
+		}
+		o.cred = cred
+	}
 	if o.statePath != "" {
 		f, err := os.Open(o.statePath)
 		if err != nil {
@@ -165,6 +193,9 @@ func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
 		BackoffMax:     o.backoffMax,
 		StablePeriod:   o.stable,
 		Command:        o.command,
+		Credential:     o.cred,
+		MaxRSS:         o.maxRSSBytes,
+		MaxRequests:    o.maxRequests,
 		Logger:         logger,
 		Version:        version,
 	}
@@ -183,4 +214,52 @@ func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
 		return r, nil
 	}
 	return cfg, nil
+}
+
+// parseSize parses a byte size: a number with an optional unit (B, K/KB/KiB,
+// M/MB/MiB, G/GB/GiB; all units are powers of 1024).
+func parseSize(v string) (uint64, error) {
+	num := strings.TrimRight(v, "BbKkMmGgIi")
+	unit := strings.ToLower(strings.TrimPrefix(v, num))
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a size such as 512MiB or 2G")
+	}
+	mult := map[string]float64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+		"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("unknown unit %q (want B, K, M or G)", unit)
+	}
+	return uint64(n * mult), nil
+}
+
+// lookupCredential resolves -user and -group. Running workers as another
+// user needs a root master.
+func lookupCredential(name, group string) (*master.Credential, error) {
+	cred := &master.Credential{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if name != "" {
+		u, err := user.Lookup(name)
+		if err != nil {
+			if u, err = user.LookupId(name); err != nil {
+				return nil, fmt.Errorf("-user %q: no such user", name)
+			}
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred.UID, cred.GID = uint32(uid), uint32(gid)
+	}
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			if g, err = user.LookupGroupId(group); err != nil {
+				return nil, fmt.Errorf("-group %q: no such group", group)
+			}
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		cred.GID = uint32(gid)
+	}
+	if os.Geteuid() != 0 && (cred.UID != uint32(os.Geteuid()) || cred.GID != uint32(os.Getegid())) {
+		return nil, fmt.Errorf("-user %q/-group %q: only a master running as root can run workers as another user", name, group)
+	}
+	return cred, nil
 }
