@@ -294,7 +294,10 @@ type Status struct {
 	Draining []struct {
 		PID int `json:"pid"`
 	} `json:"draining"`
-	NotifyRejected uint64 `json:"notify_rejected"`
+	NotifyRejected  uint64 `json:"notify_rejected"`
+	NotifyOversized uint64 `json:"notify_oversized"`
+	NotifyMalformed uint64 `json:"notify_malformed"`
+	StartFailures   uint64 `json:"start_failures"`
 }
 
 // ReadyPIDs are the pids of ready workers by slot (0 for a slot that has

@@ -464,6 +464,7 @@ func TestOpenFailureClosesEarlierSockets(t *testing.T) {
 	if len(lns) != 1 {
 		t.Fatalf("added %d listeners, want the first one only", len(lns))
 	}
+	lns[0].(*net.TCPListener).SetDeadline(time.Now().Add(100 * time.Millisecond)) // still open: time out, not hang
 	if _, err := lns[0].Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("first listener after the failed Open: Accept error %v, want net.ErrClosed", err)
 	}

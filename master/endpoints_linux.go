@@ -32,16 +32,21 @@ func (m *master) serveEndpoints() {
 		m.serve(m.metrics.Listener(), mux, nil)
 	}
 	if m.control != nil {
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /status", m.handleStatus)
-		mux.HandleFunc("POST /reload", m.handleReload)
-		mux.HandleFunc("POST /restart", m.handleRestart)
-		mux.HandleFunc("POST /scale", m.handleScale)
-		mux.HandleFunc("POST /stop", m.handleStop)
-		m.serve(m.control.Listener(), peerCheck(mux), func(ctx context.Context, c net.Conn) context.Context {
+		m.serve(m.control.Listener(), peerCheck(m.controlHandler()), func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, peerKey{}, peerUID(c))
 		})
 	}
+}
+
+// controlHandler is the control API (without the peer check).
+func (m *master) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", m.handleStatus)
+	mux.HandleFunc("POST /reload", m.handleReload)
+	mux.HandleFunc("POST /restart", m.handleRestart)
+	mux.HandleFunc("POST /scale", m.handleScale)
+	mux.HandleFunc("POST /stop", m.handleStop)
+	return mux
 }
 
 func (m *master) serve(ln net.Listener, h http.Handler, connCtx func(context.Context, net.Conn) context.Context) {
@@ -85,11 +90,15 @@ func (m *master) status() Status {
 	}
 	st.PID = os.Getpid()
 	st.Version = m.cfg.Version
+	if m.notify != nil {
+		st.NotifyOversized = m.notify.oversized.Load()
+		st.NotifyMalformed = m.notify.malformed.Load()
+	}
 	st.Uptime = time.Since(m.started).Seconds()
 	st.Upgrading = m.upgradingNow()
 	for i := range st.Slots {
-		if pid := st.Slots[i].PID; pid > 0 {
-			if mem, err := readMemory(pid); err == nil {
+		if pid := st.Slots[i].PID; pid > 0 && m.readMemory != nil {
+			if mem, err := m.readMemory(pid); err == nil {
 				st.Slots[i].Memory = &mem
 			}
 		}

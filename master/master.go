@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("upgrader: %w", err)
 	}
-	m := &master{cfg: cfg, upg: upg, log: cfg.Logger, sigs: sigs, started: time.Now()}
+	m := &master{cfg: cfg, upg: upg, log: cfg.Logger, sigs: sigs, started: time.Now(), readMemory: readMemory}
 	defer m.closeAll()
 	if err := m.setup(); err != nil {
 		upg.Stop() // a first start that failed removes what it bound
@@ -80,6 +80,7 @@ type master struct {
 	upgradeReply  []chan error
 	upgrades      map[string]uint64 // by result
 	ctlReqs       chan func()       // run in the loop goroutine (control socket)
+	readMemory    func(pid int) (Memory, error)
 	stopAsked     bool
 	isReady       bool        // the first workers were all ready
 	upgradingFlag atomic.Bool // m.upgrading, for the reaper goroutine

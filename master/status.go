@@ -20,6 +20,10 @@ type Status struct {
 	Draining []WorkerStatus `json:"draining,omitempty"`
 	// NotifyRejected counts notifications from pids that are not workers.
 	NotifyRejected uint64 `json:"notify_rejected"`
+	// NotifyOversized counts datagrams larger than the notify limit (4 KiB),
+	// NotifyMalformed those without credentials or assignments; all dropped.
+	NotifyOversized uint64 `json:"notify_oversized"`
+	NotifyMalformed uint64 `json:"notify_malformed"`
 	// StartFailures counts worker processes that could not be started.
 	StartFailures uint64 `json:"start_failures"`
 }

@@ -106,13 +106,13 @@ func (f *fakeProcs) sigsTo(pid int) []unix.Signal {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	s      *supervisor
 	f      *fakeProcs
 	cancel context.CancelFunc
 }
 
-func newHarness(t *testing.T, cfg superConfig) *harness {
+func newHarness(t testing.TB, cfg superConfig) *harness {
 	t.Helper()
 	f := newFake()
 	if cfg.log == nil {

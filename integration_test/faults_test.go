@@ -1,0 +1,112 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// notifyAddr reads the master's NOTIFY_SOCKET from a worker's initial
+// environment.
+func notifyAddr(t *testing.T, workerPID int) string {
+	t.Helper()
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", workerPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("NOTIFY_SOCKET=")); ok {
+			return string(v)
+		}
+	}
+	t.Fatal("no NOTIFY_SOCKET in the worker's environment")
+	return ""
+}
+
+// Notifications from a pid that is not a current worker are ignored and
+// counted; oversized datagrams and floods neither crash nor block the master.
+func TestUntrustedNotifySenders(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2, Args: []string{"-heartbeat", "2s"}})
+	st := m.WaitWorkers(2, 20*time.Second)
+	addr := notifyAddr(t, st.Slots[0].PID)
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: "\x00" + strings.TrimPrefix(addr, "@"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A stranger claims readiness and sends heartbeats and a status.
+	for _, msg := range []string{"READY=1", "WATCHDOG=1", "STATUS=i am a worker", "X_PREFORKD_RECYCLE=evil"} {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "rejections counted", func() bool { s, err := m.status(); return err == nil && s.NotifyRejected >= 4 })
+	// Oversized and malformed datagrams.
+	conn.Write(bytes.Repeat([]byte("A"), 64<<10))
+	conn.Write([]byte("no assignment here"))
+	conn.Write([]byte{0, 1, 2, 0xff})
+	waitFor(t, 5*time.Second, "oversized and malformed counted", func() bool {
+		s, err := m.status()
+		return err == nil && s.NotifyOversized >= 1 && s.NotifyMalformed >= 2
+	})
+	// A flood: the master keeps answering, and the workers stay untouched.
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	sent := 0
+	for i := 0; i < 20000; i++ {
+		if _, err := conn.Write([]byte("WATCHDOG=1")); err != nil {
+			break // a full queue blocks or fails the sender, never the master
+		}
+		sent++
+	}
+	began := time.Now()
+	after := m.Status()
+	t.Logf("flood of %d datagrams; status answered in %v: rejected %d, oversized %d, malformed %d",
+		sent, time.Since(began), after.NotifyRejected, after.NotifyOversized, after.NotifyMalformed)
+	if !after.AllReady(2) || after.ReadyPIDs()[0] != st.ReadyPIDs()[0] || after.ReadyPIDs()[1] != st.ReadyPIDs()[1] {
+		t.Errorf("workers changed after a stranger's notifications: %v -> %v", st.ReadyPIDs(), after.ReadyPIDs())
+	}
+	if len(logLines(m.Log.String(), "replacing worker")) != 0 {
+		t.Errorf("a stranger's recycle request was obeyed")
+	}
+	if code, _, err := get(fresh(), m.URL("/")); err != nil || code != 200 {
+		t.Errorf("not serving after the flood: %v", err)
+	}
+}
+
+// Running out of processes while starting workers (RLIMIT_NPROC for the
+// workers' user) gives a logged error and backoff, never a crash.
+func TestOutOfProcesses(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: RLIMIT_NPROC is enforced on the workers' user (-user nobody)")
+	}
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Fatal("prlimit (util-linux) is required")
+	}
+	m := startMaster(t, Opts{Workers: 4, NoWait: true, Args: []string{"-user", "nobody", "-backoff-max", "500ms"},
+		Wrapper: []string{"prlimit", "--nproc=2:2", "--"}})
+	waitFor(t, 20*time.Second, "failed starts", func() bool {
+		return len(logLines(m.Log.String(), "cannot start worker")) >= 6
+	})
+	first := m.Status().StartFailures
+	time.Sleep(2 * time.Second)
+	st := m.Status()
+	line := logLines(m.Log.String(), "cannot start worker")[0]
+	// RLIMIT_NPROC counts threads too: a Go worker that does get exec'd
+	// may die creating its runtime threads, and is restarted with backoff
+	// like any early death.
+	t.Logf("RLIMIT_NPROC=2 for nobody, 4 slots: start failures %d then %d; %s", first, st.StartFailures, line)
+	if !strings.Contains(line, "resource temporarily unavailable") || !strings.Contains(line, "retry_in=") {
+		t.Errorf("the failure is not logged with its cause and a retry delay: %s", line)
+	}
+	if st.StartFailures <= first {
+		t.Errorf("the master stopped retrying the slots (failures %d then %d)", first, st.StartFailures)
+	}
+	if !alive(m.Cmd.Process.Pid) || len(st.Slots) != 4 {
+		t.Fatal("the master died or lost its slots")
+	}
+}
