@@ -2,35 +2,60 @@ package master
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// masterCollector reads the master's state at scrape time.
-type masterCollector struct{ m *master }
+// masterCollector reads the master's state at scrape time. Per-worker
+// series carry worker="<slot>", like the workers' own series.
+type masterCollector struct {
+	m *master
+}
 
 var (
-	descWorkers = prometheus.NewDesc("prefork_workers", "Worker slots by state (starting, ready, stopping, backoff).", []string{"state"}, nil)
-	descDesired = prometheus.NewDesc("prefork_workers_desired", "Number of worker slots wanted.", nil, nil)
-	descGen     = prometheus.NewDesc("prefork_generation", "Generation of this master (1 at first start, +1 per upgrade).", nil, nil)
-	descRestart = prometheus.NewDesc("prefork_worker_restarts_total", "Worker replacements by slot and reason.", []string{"slot", "reason"}, nil)
-	descUpgrade = prometheus.NewDesc("prefork_upgrades_total", "Upgrades this master attempted, by result.", []string{"result"}, nil)
+	descWorkers  = prometheus.NewDesc("prefork_workers", "Worker processes by state (starting, ready, stopping, backoff: a slot waiting to restart).", []string{"state"}, nil)
+	descDesired  = prometheus.NewDesc("prefork_workers_desired", "Number of worker slots wanted.", nil, nil)
+	descGen      = prometheus.NewDesc("prefork_generation", "Generation of this master (1 at first start, +1 per upgrade).", nil, nil)
+	descRestart  = prometheus.NewDesc("prefork_worker_restarts_total", "Worker replacements by slot and reason (exit, signal, heartbeat, start-timeout, rolling, max-rss, max-requests).", []string{"worker", "reason"}, nil)
+	descBackoff  = prometheus.NewDesc("prefork_worker_backoff_seconds", "Current restart delay of the slot (0 when its worker runs).", []string{"worker"}, nil)
+	descUpgrade  = prometheus.NewDesc("prefork_upgrades_total", "Upgrades this master attempted, by result (success, failed, refused).", []string{"result"}, nil)
+	descState    = prometheus.NewDesc("prefork_state_size_bytes", "Size of the shared read-only state region.", nil, nil)
+	descMemory   = prometheus.NewDesc("prefork_worker_memory_bytes", "Worker memory from /proc/<pid>/smaps_rollup, by kind (rss, pss, pss_shmem).", []string{"worker", "kind"}, nil)
+	descRejected = prometheus.NewDesc("prefork_notify_rejected_total", "Notifications dropped: from a pid that is not a worker (stranger), oversized, or malformed.", []string{"reason"}, nil)
+	descStartErr = prometheus.NewDesc("prefork_worker_start_failures_total", "Worker processes that could not be started (out of processes or descriptors, exec failed).", nil, nil)
 )
 
+// newStartHistogram is the start-to-ready histogram the supervisor observes.
+func newStartHistogram() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "prefork_worker_start_duration_seconds",
+		Help:    "Time from a worker's start to its READY=1.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+}
+
 func (c *masterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descGen, descRestart, descUpgrade} {
+	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descGen, descRestart, descBackoff, descUpgrade,
+		descState, descMemory, descRejected, descStartErr} {
 		ch <- d
 	}
 }
 
 func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.m
-	var st Status
-	var ctr counters
+	var (
+		st  Status
+		ctr counters
+	)
 	m.sup.do(func() { st = m.sup.snapshot(); ctr = m.sup.takeCounters() })
 	byState := map[string]int{"starting": 0, "ready": 0, "stopping": len(st.Draining), "backoff": 0}
 	for _, s := range st.Slots {
 		byState[s.State]++
+		if s.Replacing != 0 {
+			byState["starting"]++
+		}
+		ch <- prometheus.MustNewConstMetric(descBackoff, prometheus.GaugeValue, s.Backoff, strconv.Itoa(s.Slot))
 	}
 	for k, v := range byState {
 		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(v), k)
@@ -40,6 +65,7 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range ctr.Restarts {
 		ch <- prometheus.MustNewConstMetric(descRestart, prometheus.CounterValue, float64(v), strconv.Itoa(k.slot), k.reason)
 	}
+	ch <- prometheus.MustNewConstMetric(descStartErr, prometheus.CounterValue, float64(st.StartFailures))
 	var ups map[string]uint64
 	m.inLoop(func() {
 		ups = make(map[string]uint64, len(m.upgrades))
@@ -50,4 +76,36 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range []string{"success", "failed", "refused"} {
 		ch <- prometheus.MustNewConstMetric(descUpgrade, prometheus.CounterValue, float64(ups[r]), r)
 	}
+	if m.region != nil {
+		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(m.region.Size()))
+	}
+	rejected := map[string]uint64{"stranger": st.NotifyRejected}
+	if m.notify != nil {
+		rejected["oversized"] = m.notify.oversized.Load()
+		rejected["malformed"] = m.notify.malformed.Load()
+	}
+	for k, v := range rejected {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(v), k)
+	}
+	// smaps_rollup costs about 20 µs per MiB resident: read the workers
+	// in parallel.
+	var wg sync.WaitGroup
+	for _, s := range st.Slots {
+		if s.PID == 0 || m.readMemory == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mem, err := m.readMemory(s.PID)
+			if err != nil {
+				return
+			}
+			w := strconv.Itoa(s.Slot)
+			ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(mem.RSS), w, "rss")
+			ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(mem.PSS), w, "pss")
+			ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(mem.PSSShmem), w, "pss_shmem")
+		}()
+	}
+	wg.Wait()
 }

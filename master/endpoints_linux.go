@@ -25,9 +25,12 @@ func (m *master) serveEndpoints() {
 	if m.metrics != nil {
 		mux := http.NewServeMux()
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
-		reg.MustRegister(&masterCollector{m: m})
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// The master's own process and runtime, prefixed so that they do
+		// not mix with the workers' process_* and go_* series.
+		own := prometheus.WrapRegistererWithPrefix("prefork_master_", reg)
+		own.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+		reg.MustRegister(&masterCollector{m: m}, m.startHist)
+		mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, m.agg}, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", m.handleHealthz)
 		m.serve(m.metrics.Listener(), mux, nil)
 	}

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/preforkd/preforkd/metrics"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,11 +24,25 @@ const handoffName = "preforkd-handoff"
 // New → old, just before the successor calls Ready: its pid (the old
 // master tells systemd MAINPID=). Attempt numbers tell one try from a
 // failed earlier one whose message may still be queued.
+//
+// The same socket then carries metrics totals (Kind set): the successor
+// asks ("query") for the old master's current counter totals while that one
+// still runs, and gets them one slot per message ("reply", then Done); when
+// the old master's workers have all exited it sends its final totals
+// ("final", then Done), which the successor carries from then on.
 type handoffMsg struct {
 	Attempt    int `json:"attempt"`
 	Generation int `json:"generation,omitempty"`
 	Workers    int `json:"workers,omitempty"`
 	PID        int `json:"pid,omitempty"`
+	// Restarts and Upgrades are the old master's counters, which the new
+	// master continues (so that they never go backwards at an upgrade).
+	Restarts []restartCount    `json:"restarts,omitempty"`
+	Upgrades map[string]uint64 `json:"upgrades,omitempty"`
+	Kind     string            `json:"kind,omitempty"`
+	ID       int               `json:"id,omitempty"`
+	Carry    *metrics.Carry    `json:"carry,omitempty"`
+	Done     bool              `json:"done,omitempty"`
 }
 
 type handoff struct {
@@ -34,10 +50,12 @@ type handoff struct {
 	pred *os.File // inherited end towards the predecessor; nil at first start
 	n    int      // attempts made
 	got  handoffMsg
+	wmu  sync.Mutex      // serialises writes to succ
+	pids chan handoffMsg // successors' pid announcements, from succLoop
 }
 
 func newHandoff(fds *tableflip.Fds) (*handoff, error) {
-	h := &handoff{}
+	h := &handoff{pids: make(chan handoffMsg, 4)} // announcements of a few attempts
 	pred, err := fds.File(handoffName)
 	if err != nil {
 		return nil, fmt.Errorf("hand-off socket: %w", err)
@@ -98,36 +116,46 @@ func (h *handoff) announce() error {
 	return err
 }
 
-// offer starts an attempt: drop stale answers, then queue what the
-// successor needs.
-func (h *handoff) offer(gen, workers int) error {
-	buf := make([]byte, 64<<10)
-	for {
-		h.succ.SetReadDeadline(time.Now())
-		if _, err := h.succ.Read(buf); err != nil {
-			break
-		}
-	}
+// restartCount is one restart counter in a hand-off message.
+type restartCount struct {
+	Slot   int    `json:"slot"`
+	Reason string `json:"reason"`
+	N      uint64 `json:"n"`
+}
+
+// offer starts an attempt: it queues what the successor needs.
+func (h *handoff) offer(msg handoffMsg) error {
 	h.n++
-	b, _ := json.Marshal(handoffMsg{Attempt: h.n, Generation: gen, Workers: workers})
-	h.succ.SetWriteDeadline(time.Now().Add(time.Second))
-	_, err := h.succ.Write(b)
+	msg.Attempt = h.n
+	return h.send(msg)
+}
+
+// send writes one message to the successor side.
+func (h *handoff) send(m handoffMsg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	h.succ.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_, err = h.succ.Write(b)
 	return err
 }
 
-// successorPid waits for the successor's pid of the current attempt.
+// successorPid waits for the successor's pid of the current attempt
+// (succLoop reads the socket and hands announcements over).
 func (h *handoff) successorPid(timeout time.Duration) (int, error) {
-	buf := make([]byte, 64<<10)
-	deadline := time.Now().Add(timeout)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	for {
-		h.succ.SetReadDeadline(deadline)
-		n, err := h.succ.Read(buf)
-		if err != nil {
-			return 0, err
-		}
-		var m handoffMsg
-		if json.Unmarshal(buf[:n], &m) == nil && m.Attempt == h.n && m.PID > 0 {
-			return m.PID, nil
+		select {
+		case m := <-h.pids:
+			if m.Attempt == h.n {
+				return m.PID, nil
+			}
+		case <-t.C:
+			return 0, errors.New("the new master did not say its pid")
 		}
 	}
 }

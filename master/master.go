@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/cloudflare/tableflip"
 	"github.com/preforkd/preforkd/internal/sdnotify"
 	"github.com/preforkd/preforkd/listener"
+	"github.com/preforkd/preforkd/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,6 +84,15 @@ type master struct {
 	upgrades      map[string]uint64 // by result
 	ctlReqs       chan func()       // run in the loop goroutine (control socket)
 	readMemory    func(pid int) (Memory, error)
+	prev          handoffMsg          // what the previous master handed over
+	agg           *metrics.Aggregator // workers' metrics, carried totals
+	startHist     prometheus.Histogram
+	pred          *predLink // the previous master, while it runs
+	predDone      chan struct{}
+	succDone      chan struct{}
+	finalCh       chan struct{} // closed: send final totals to the successor
+	finalSent     chan struct{}
+	removeWG      sync.WaitGroup // aggregator removals of exited workers
 	stopAsked     bool
 	isReady       bool        // the first workers were all ready
 	upgradingFlag atomic.Bool // m.upgrading, for the reaper goroutine
@@ -117,6 +129,10 @@ func (m *master) setup() error {
 		m.gen = prev.Generation + 1
 		if prev.Workers > 0 {
 			m.cfg.Workers = prev.Workers // a count changed at run time carries over
+		}
+		m.prev = prev
+		for k, v := range prev.Upgrades {
+			m.upgrades[k] = v
 		}
 	}
 	m.log = m.log.With("master", os.Getpid())
@@ -157,6 +173,8 @@ func (m *master) setup() error {
 			return err
 		}
 	}
+	m.agg = metrics.NewAggregator(metrics.AggregatorOptions{Logger: m.log})
+	m.startHist = newStartHistogram()
 	if m.notify, err = listenNotify(); err != nil {
 		return err
 	}
@@ -187,6 +205,7 @@ func (m *master) spawnSpec() spawnSpec {
 	}
 	env = append(env, EnvMasterFd+"="+strconv.Itoa(3+len(sp.files)))
 	sp.files = append(sp.files, m.lifeR)
+	sp.perWorker = m.metricsSocket
 	env = append(env,
 		"NOTIFY_SOCKET="+m.notify.addr,
 		EnvMasterPid+"="+strconv.Itoa(os.Getpid()),
@@ -209,11 +228,19 @@ func (m *master) loop(ctx context.Context) error {
 	m.sup = newSupervisor(superConfig{
 		desired: m.cfg.Workers, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
 		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
-		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.cfg.Hooks,
-		maxRSS: m.cfg.MaxRSS,
+		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.hooks(),
+		maxRSS: m.cfg.MaxRSS, observeStart: func(d time.Duration) { m.startHist.Observe(d.Seconds()) },
 	}, m.procs, exits, notes)
+	for _, r := range m.prev.Restarts {
+		m.sup.stats.restarts[restartKey{r.Slot, r.Reason}] += r.N
+	}
 	m.noteDone = make(chan struct{})
 	go func() { defer close(m.noteDone); m.notify.serve(notes, m.quit) }()
+	m.finalCh, m.finalSent, m.succDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() { defer close(m.succDone); m.succLoop(m.finalCh, m.finalSent) }()
+	if m.handoff.pred != nil {
+		m.pred = m.startPredLink()
+	}
 	supCtx, cancelSup := context.WithCancel(context.Background())
 	defer cancelSup()
 	go m.sup.run(supCtx)
@@ -239,7 +266,6 @@ func (m *master) loop(ctx context.Context) error {
 		select {
 		case <-parentExited:
 			parentExited = nil
-			m.handoff.closePred() // the predecessor is gone: nothing more to hear
 		case <-first:
 			first = nil
 			m.becomeReady()
@@ -332,9 +358,18 @@ func (m *master) beginUpgrade(reply chan error) {
 	if reply != nil {
 		m.upgradeReply = append(m.upgradeReply, reply)
 	}
-	var desired int
-	m.sup.do(func() { desired = m.sup.desired })
-	if err := m.handoff.offer(m.gen, desired); err != nil {
+	offer := handoffMsg{Generation: m.gen, Upgrades: map[string]uint64{}}
+	m.sup.do(func() {
+		offer.Workers = m.sup.desired
+		for k, v := range m.sup.stats.restarts {
+			offer.Restarts = append(offer.Restarts, restartCount{Slot: k.slot, Reason: k.reason, N: v})
+		}
+	})
+	for k, v := range m.upgrades {
+		offer.Upgrades[k] = v
+	}
+	offer.Upgrades["success"]++ // counted by the successor if this one succeeds
+	if err := m.handoff.offer(offer); err != nil {
 		m.log.Warn("hand-off offer failed", "err", err)
 	}
 	m.sd.Send("RELOADING=1", "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10), "STATUS=upgrading")
@@ -387,6 +422,17 @@ func (m *master) finish(fast bool) error {
 	for {
 		select {
 		case <-m.sup.done:
+			if m.upgradeHandedOver() {
+				// Every worker's final counters are in: hand the totals
+				// to the new master, which carries them from now on.
+				m.removeWG.Wait()
+				close(m.finalCh)
+				select {
+				case <-m.finalSent:
+				case <-time.After(2 * time.Second):
+					m.log.Warn("could not hand the final metrics totals over in time")
+				}
+			}
 			m.log.Info("master stopped", "generation", m.gen)
 			return nil
 		case sig := <-m.sigs:
@@ -418,6 +464,13 @@ func (m *master) closeAll() {
 	if m.quit != nil {
 		close(m.quit)
 	}
+	if m.succDone != nil {
+		<-m.succDone
+	}
+	if m.pred != nil {
+		m.pred.f.Close()
+		<-m.predDone
+	}
 	if m.notify != nil {
 		m.notify.close()
 	}
@@ -429,6 +482,10 @@ func (m *master) closeAll() {
 	}
 	if m.procs != nil {
 		m.procs.close()
+	}
+	m.removeWG.Wait()
+	if m.agg != nil {
+		m.agg.Close()
 	}
 	m.upg.Stop()
 	if !handedOver && m.cfg.PIDFile != "" {
@@ -471,4 +528,40 @@ func monotonicUsec() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano() / 1000
+}
+
+// hooks adds the master's own bookkeeping to the configured hooks: an
+// exited worker's metrics are folded into its slot's carried totals (in
+// the background: Remove waits briefly for a final snapshot).
+func (m *master) hooks() Hooks {
+	h := m.cfg.Hooks
+	user := h.WorkerExited
+	h.WorkerExited = func(slot, pid, gen int, status string) {
+		m.removeWG.Add(1)
+		go func() { defer m.removeWG.Done(); m.agg.Remove(pid) }()
+		if user != nil {
+			user(slot, pid, gen, status)
+		}
+	}
+	return h
+}
+
+// metricsSocket gives each worker its end of a socketpair over which the
+// master asks for its metrics (PREFORK_METRICS_FD); the master's end goes
+// to the aggregator once the worker started.
+func (m *master) metricsSocket(slot, fd int) ([]*os.File, []string, func(int, error), error) {
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("metrics socket: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(sp[0]), "metrics"), os.NewFile(uintptr(sp[1]), "metrics-worker")
+	after := func(pid int, err error) {
+		theirs.Close()
+		if err != nil {
+			ours.Close()
+			return
+		}
+		m.agg.Add(slot, pid, ours)
+	}
+	return []*os.File{theirs}, []string{EnvMetricsFd + "=" + strconv.Itoa(fd)}, after, nil
 }

@@ -1,9 +1,6 @@
 package master
 
-import (
-	"sort"
-	"time"
-)
+import "sort"
 
 // Status is the master's report, served as JSON by the control socket's
 // GET /status. Durations are in seconds.
@@ -90,19 +87,16 @@ func (s *supervisor) snapshot() Status {
 	return st
 }
 
-// counters are the supervisor's counters and histogram inputs for metrics.
+// counters are the supervisor's counters for metrics.
 type counters struct {
-	Restarts   map[restartKey]uint64
-	ReadyTimes []time.Duration
+	Restarts map[restartKey]uint64
 }
 
-// takeCounters copies the restart counters and hands over (and forgets)
-// the start-to-ready times observed since the last call.
+// takeCounters copies the restart counters.
 func (s *supervisor) takeCounters() counters {
-	c := counters{Restarts: make(map[restartKey]uint64, len(s.stats.restarts)), ReadyTimes: s.stats.readyTimes}
+	c := counters{Restarts: make(map[restartKey]uint64, len(s.stats.restarts))}
 	for k, v := range s.stats.restarts {
 		c.Restarts[k] = v
 	}
-	s.stats.readyTimes = nil
 	return c
 }

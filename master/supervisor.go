@@ -32,8 +32,9 @@ type superConfig struct {
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	stable       time.Duration
-	maxRSS       uint64        // recycle a worker above this RSS (0: off)
-	rssEvery     time.Duration // how often RSS is checked (default 1s)
+	maxRSS       uint64              // recycle a worker above this RSS (0: off)
+	observeStart func(time.Duration) // start-to-ready times (metrics); may be nil
+	rssEvery     time.Duration       // how often RSS is checked (default 1s)
 	log          *slog.Logger
 	hooks        Hooks
 }
@@ -67,7 +68,6 @@ type stats struct {
 	restarts       map[restartKey]uint64
 	notifyRejected uint64
 	startFailures  uint64
-	readyTimes     []time.Duration // start-to-ready, drained by the metrics reader
 }
 
 type restartKey struct {
@@ -266,9 +266,8 @@ func (s *supervisor) markReady(w *worker, now time.Time) {
 	w.state = ready
 	w.readyAt = now
 	w.lastBeat = now
-	s.stats.readyTimes = append(s.stats.readyTimes, now.Sub(w.started))
-	if len(s.stats.readyTimes) > 4096 {
-		s.stats.readyTimes = s.stats.readyTimes[len(s.stats.readyTimes)-4096:]
+	if s.cfg.observeStart != nil {
+		s.cfg.observeStart(now.Sub(w.started))
 	}
 	s.wlog(w).Info("worker ready", "start_time", now.Sub(w.started).Round(time.Microsecond))
 	if sl := s.slotOf(w); sl != nil && sl.next == w {

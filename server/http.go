@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/preforkd/preforkd/metrics"
 	"github.com/preforkd/preforkd/worker"
 )
 
@@ -163,6 +164,9 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 		}
 	}
 	handler := h.Handler
+	if reg := w.Registry(); reg != nil {
+		handler = metrics.NewHTTPMetrics(reg).Wrap(handler)
+	}
 	if limit := int64(w.MaxRequests()); limit > 0 {
 		var n atomic.Int64
 		next := handler

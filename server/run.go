@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/preforkd/preforkd/master"
+	"github.com/preforkd/preforkd/metrics"
 	"github.com/preforkd/preforkd/worker"
 )
 
@@ -45,11 +46,20 @@ func RunWorker(opts worker.Options, app App) error {
 	if opts.MapState == nil {
 		opts.MapState = mapState
 	}
+	if opts.Registry == nil {
+		opts.Registry = metrics.NewWorkerRegistry()
+	}
 	w, err := worker.New(opts)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
+	if f := w.MetricsFile(); f != nil {
+		// Closed before the worker: it sends the master a last snapshot,
+		// so that the counters of the drain are not lost.
+		ws := metrics.NewWorkerServer(f, opts.Registry)
+		defer ws.Close()
+	}
 	if err := app(w.Context(), w); err != nil {
 		return fmt.Errorf("worker %d: %w", w.Slot(), err)
 	}

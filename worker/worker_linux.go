@@ -18,6 +18,7 @@ import (
 
 	"github.com/preforkd/preforkd/internal/sdnotify"
 	"github.com/preforkd/preforkd/listener"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 	// MapState maps the shared state region; set by package server.
 	// Defaults to no mapping (State returns nil).
 	MapState func(fd int, size int64) (data []byte, unmap func() error, err error)
+	// Registry is the worker's metrics registry, which the master scrapes
+	// over PREFORK_METRICS_FD; the app registers its own metrics on it.
+	// Package server sets one with the Go runtime and process collectors.
+	Registry *prometheus.Registry
 }
 
 // Worker is the runtime of one worker process.
@@ -246,6 +251,9 @@ func (w *Worker) Names() []string { return w.in.Names() }
 // write to it faults. It stays mapped until Close: nothing that points
 // into it may outlive the worker's Close.
 func (w *Worker) State() []byte { return w.state }
+
+// Registry is the worker's metrics registry (Options.Registry), or nil.
+func (w *Worker) Registry() *prometheus.Registry { return w.opts.Registry }
 
 // MetricsFile is the socket over which the master asks this worker for
 // its metrics (PREFORK_METRICS_FD), or nil.

@@ -1,0 +1,185 @@
+package metrics
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// workerConn is the master's side of one worker's metrics socket: one reader
+// goroutine keeps the latest frame, scrapes write requests and wait.
+type workerConn struct {
+	slot, pid int
+	order     uint64 // Add order: later workers of a slot are newer
+	c         streamConn
+	log       *slog.Logger
+
+	// removing is set by the first Remove; guarded by Aggregator.mu.
+	removing bool
+
+	wmu  sync.Mutex // serialises requests; guards next
+	next uint64     // last seq written
+
+	mu      sync.Mutex
+	last    []famSnap     // latest decoded snapshot, never modified
+	lastSeq uint64        // highest seq answered
+	lastAt  time.Time     // arrival of the latest frame
+	sent    uint64        // seq of the latest complete request
+	final   bool          // the final snapshot arrived
+	stopped bool          // the reader has returned
+	changed chan struct{} // closed and replaced at every frame and at stop
+
+	done chan struct{} // closed when the reader returns
+}
+
+func newWorkerConn(slot, pid int, order uint64, f *os.File, log *slog.Logger) *workerConn {
+	return &workerConn{
+		slot: slot, pid: pid, order: order,
+		c:       newStreamConn(f),
+		log:     log.With("slot", slot, "pid", pid),
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// read reads frames until the socket fails or closes.
+func (w *workerConn) read() {
+	defer close(w.done)
+	br := bufio.NewReaderSize(w.c, 32<<10)
+	var payload bytes.Buffer
+	var err error
+	for {
+		var seq uint64
+		seq, err = readFrame(br, &payload)
+		if err != nil {
+			break
+		}
+		mfs, derr := decodeFamilies(payload.Bytes())
+		var snap []famSnap
+		if derr != nil {
+			w.log.Warn("metrics: undecodable snapshot from worker", "err", derr)
+		} else {
+			snap = prepare(w.slot, mfs)
+		}
+		if payload.Cap() > 1<<20 {
+			payload = bytes.Buffer{} // don't keep a large buffer between scrapes
+		}
+		w.mu.Lock()
+		if derr == nil {
+			w.last = snap
+		}
+		w.lastSeq = max(w.lastSeq, seq)
+		w.lastAt = time.Now()
+		w.final = w.final || seq == finalSeq
+		close(w.changed)
+		w.changed = make(chan struct{})
+		w.mu.Unlock()
+	}
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrClosed):
+		w.log.Debug("metrics: worker socket closed")
+	default:
+		w.log.Warn("metrics: dropping worker metrics connection", "err", err)
+		w.c.Close()
+	}
+	w.mu.Lock()
+	w.stopped = true
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// snapshot returns the latest snapshot (shared: read only).
+func (w *workerConn) snapshot() []famSnap {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// request outcome
+type reqState int
+
+const (
+	reqWait    reqState = iota // wait for a frame with seq ≥ want
+	reqNone                    // nothing to wait for: worker finished or gone
+	reqTimeout                 // the request could not be written in time
+)
+
+// request asks for a fresh snapshot, unless a request is still unanswered
+// (then that one is waited for), and returns the seq to wait for.
+func (w *workerConn) request(deadline time.Time) (want uint64, st reqState) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.mu.Lock()
+	final, stopped, sent, answered := w.final, w.stopped, w.sent, w.lastSeq
+	w.mu.Unlock()
+	switch {
+	case final || stopped:
+		return 0, reqNone
+	case sent > answered:
+		return sent, reqWait
+	}
+	seq := w.next + 1
+	var b [requestLen]byte
+	binary.LittleEndian.PutUint64(b[:], seq)
+	_ = w.c.SetWriteDeadline(deadline)
+	n, err := w.c.Write(b[:])
+	switch {
+	case n == len(b):
+		w.next = seq
+		w.mu.Lock()
+		w.sent = seq
+		w.mu.Unlock()
+		return seq, reqWait
+	case n > 0:
+		// A torn request would desynchronise the worker's reading.
+		w.log.Warn("metrics: partial request write, closing worker metrics connection", "err", err)
+		w.c.Close()
+		return 0, reqNone
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, reqTimeout
+	}
+	return 0, reqNone
+}
+
+// wait waits until a frame with seq ≥ want arrived, the reader stopped or
+// ctx ends. It returns when the answer arrived and whether it did.
+func (w *workerConn) wait(ctx context.Context, want uint64) (at time.Time, answered bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.lastSeq < want && !w.stopped {
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			w.mu.Lock()
+			return w.lastAt, w.lastSeq >= want
+		}
+		w.mu.Lock()
+	}
+	return w.lastAt, w.lastSeq >= want
+}
+
+// finish waits up to d for the reader to reach the end of the stream,
+// then closes the socket and waits for the reader.
+func (w *workerConn) finish(d time.Duration) {
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-w.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	w.c.Close()
+	<-w.done
+}

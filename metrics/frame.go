@@ -1,0 +1,117 @@
+package metrics
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+const (
+	// finalSeq marks the unsolicited last snapshot of a stopping worker.
+	finalSeq = ^uint64(0)
+	// requestLen is the size of a request: one seq.
+	requestLen = 8
+	// headerLen is the size of a frame header: seq and payload length.
+	headerLen = 12
+	// maxFrame is the largest payload either side accepts.
+	maxFrame = 64 << 20
+)
+
+var (
+	errFrameTooLarge = errors.New("metrics frame larger than 64 MiB")
+	errClosed        = errors.New("metrics server closed")
+)
+
+// wireFormat is the payload encoding: varint-delimited protobuf, names sent
+// as they are (no escaping), so UTF-8 names survive the trip.
+func wireFormat() expfmt.Format {
+	return expfmt.NewFormat(expfmt.TypeProtoDelim).WithEscapingScheme(model.NoEscaping)
+}
+
+// streamConn is one end of the metrics socketpair.
+type streamConn interface {
+	io.ReadWriteCloser
+	SetWriteDeadline(t time.Time) error
+}
+
+// newStreamConn takes ownership of f. A socket becomes a net.Conn (a dup of
+// the descriptor in non-blocking mode, registered with the runtime poller), so
+// that Close interrupts a blocked Read and writes honour deadlines; f itself
+// is closed. Anything else is used as it is: then Close may not interrupt a
+// Read, and deadlines work only if f is pollable.
+func newStreamConn(f *os.File) streamConn {
+	c, err := net.FileConn(f)
+	if err != nil {
+		return f
+	}
+	f.Close()
+	return c
+}
+
+// encodeFrame writes a complete frame (header and payload) into buf,
+// replacing its contents.
+func encodeFrame(buf *bytes.Buffer, seq uint64, mfs []*dto.MetricFamily) error {
+	buf.Reset()
+	buf.Write(make([]byte, headerLen))
+	enc := expfmt.NewEncoder(buf, wireFormat())
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return fmt.Errorf("encode %s: %w", mf.GetName(), err)
+		}
+		if buf.Len()-headerLen > maxFrame {
+			return errFrameTooLarge
+		}
+	}
+	b := buf.Bytes()
+	binary.LittleEndian.PutUint64(b[0:8], seq)
+	binary.LittleEndian.PutUint32(b[8:12], uint32(len(b)-headerLen))
+	return nil
+}
+
+// readFrame reads one frame from r into payload (replacing its contents) and
+// returns its seq. It refuses a length above maxFrame. The payload grows as
+// bytes arrive, so a lying header costs no large allocation up front.
+func readFrame(r io.Reader, payload *bytes.Buffer) (uint64, error) {
+	var hdr [headerLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, err
+	}
+	seq := binary.LittleEndian.Uint64(hdr[0:8])
+	n := binary.LittleEndian.Uint32(hdr[8:12])
+	if n > maxFrame {
+		return 0, errFrameTooLarge
+	}
+	payload.Reset()
+	if _, err := io.CopyN(payload, r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+	return seq, nil
+}
+
+// decodeFamilies decodes a frame payload.
+func decodeFamilies(payload []byte) ([]*dto.MetricFamily, error) {
+	dec := expfmt.NewDecoder(bytes.NewReader(payload), wireFormat())
+	var mfs []*dto.MetricFamily
+	for {
+		mf := &dto.MetricFamily{}
+		if err := dec.Decode(mf); err != nil {
+			if errors.Is(err, io.EOF) {
+				return mfs, nil
+			}
+			return nil, err
+		}
+		mfs = append(mfs, mf)
+	}
+}
