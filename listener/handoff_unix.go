@@ -93,6 +93,11 @@ func FromEnv() (*Inherited, error) {
 		}
 		if err := in.take(FirstFd+i, name); err != nil {
 			in.Close()
+			// Leave none of the handed-over descriptors open (they have
+			// close-on-exec cleared and would leak into children).
+			for j := i; j < n; j++ {
+				unix.Close(FirstFd + j)
+			}
 			return nil, err
 		}
 	}

@@ -38,7 +38,9 @@ type Socket struct {
 
 // Open opens every spec exactly once, in order: it takes the inherited
 // socket when there is one, else binds and adds the new socket to fds. On
-// error it closes what it opened and returns an error naming the spec.
+// error it closes its own descriptors of what it opened and returns an error
+// naming the spec; the copies added to a *tableflip.Fds are released by the
+// upgrader's Stop (master.Run calls it when its start fails).
 func Open(fds Fds, specs []Spec) ([]*Socket, error) {
 	return OpenActivated(fds, specs, nil)
 }

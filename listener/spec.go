@@ -95,7 +95,7 @@ func validHostPort(addr string) error {
 	if err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
-	if strings.ContainsAny(host, " /\\@") {
+	if strings.ContainsAny(host, " /\\@") || strings.IndexFunc(host, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return fmt.Errorf("bad host %q", host)
 	}
 	return nil

@@ -54,6 +54,9 @@ func TestParseInvalid(t *testing.T) {
 		name, in string
 		reason   string // a piece of the message that says what is wrong
 	}{
+		{"NUL in host", "x=tcp://a\x00b:80", "bad host"},
+		{"newline in host", "x=tcp://127.0.0.1\n:80", "bad host"},
+		{"control byte in udp host", "x=udp://\x01:1", "bad host"},
 		{"no equals", "tcp://127.0.0.1:80", "NAME=SCHEME://ADDR"},
 		{"empty", "", "NAME=SCHEME://ADDR"},
 		{"empty name", "=tcp://127.0.0.1:80", "empty name"},
