@@ -6,9 +6,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // notifyAddr reads the master's NOTIFY_SOCKET from a worker's initial
@@ -109,4 +112,58 @@ func TestOutOfProcesses(t *testing.T) {
 	if !alive(m.Cmd.Process.Pid) || len(st.Slots) != 4 {
 		t.Fatal("the master died or lost its slots")
 	}
+}
+
+// Running out of file descriptors while starting workers (a low
+// RLIMIT_NOFILE on the master) gives a logged error and backoff, never a
+// crash; the workers it could start keep serving.
+func TestOutOfFileDescriptors(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Fatal("prlimit (util-linux) is required")
+	}
+	// About 28 descriptors for a master with 2 workers, 2 more per worker.
+	m := startMaster(t, Opts{Workers: 2, Args: []string{"-backoff-max", "1s"}, Wrapper: []string{"prlimit", "--nofile=40:40", "--"}})
+	m.WaitWorkers(2, 20*time.Second)
+	for i := 0; i < 10; i++ {
+		m.Signal(unix.SIGTTIN)
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, 20*time.Second, "failed starts", func() bool {
+		return len(logLines(m.Log.String(), "cannot start worker", "too many open files")) >= 3
+	})
+	time.Sleep(time.Second)
+	if !alive(m.Cmd.Process.Pid) {
+		t.Fatalf("the master died\n%s", m.Log)
+	}
+	line := logLines(m.Log.String(), "cannot start worker", "too many open files")[0]
+	t.Logf("RLIMIT_NOFILE=40: %d failed starts; %s", len(logLines(m.Log.String(), "cannot start worker")), line)
+	if !strings.Contains(line, "retry_in=") {
+		t.Errorf("no retry delay in %s", line)
+	}
+	// Scale back down, one signal at a time (they don't queue): the
+	// master recovers and answers again.
+	for n := lastScaleTo(m.Log.String()); n > 2; {
+		m.Signal(unix.SIGTTOU)
+		waitFor(t, 10*time.Second, "scale down", func() bool { return lastScaleTo(m.Log.String()) == n-1 })
+		n--
+	}
+	waitFor(t, 30*time.Second, "the master to answer with 2 workers", func() bool {
+		st, err := m.status()
+		return err == nil && st.AllReady(2)
+	})
+	if code, _, err := get(fresh(), m.URL("/")); err != nil || code != 200 {
+		t.Errorf("not serving after fd exhaustion: %v", err)
+	}
+}
+
+// lastScaleTo is the worker count of the last "scaling workers" log line.
+func lastScaleTo(log string) int {
+	lines := logLines(log, "scaling workers")
+	if len(lines) == 0 {
+		return 0
+	}
+	l := lines[len(lines)-1]
+	i := strings.Index(l, " to=")
+	n, _ := strconv.Atoi(strings.Fields(l[i+4:])[0])
+	return n
 }
