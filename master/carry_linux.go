@@ -23,7 +23,7 @@ func (m *master) succLoop(final <-chan struct{}, finalSent chan<- struct{}) {
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		buf := make([]byte, 64<<10)
+		buf := make([]byte, maxHandoffMsg)
 		for {
 			h.succ.SetReadDeadline(time.Time{})
 			n, err := h.succ.Read(buf)
@@ -47,6 +47,10 @@ func (m *master) succLoop(final <-chan struct{}, finalSent chan<- struct{}) {
 			switch msg.Kind {
 			case "":
 				if msg.PID > 0 {
+					// The successor is about to call Ready: from now on only
+					// it serves /metrics, whose totals include ours, so that
+					// no scrape sees a counter go backwards.
+					m.pauseMetrics()
 					select {
 					case h.pids <- msg:
 					default: // nobody waits: a stale attempt
@@ -70,7 +74,7 @@ func (m *master) succLoop(final <-chan struct{}, finalSent chan<- struct{}) {
 // sendTotals sends the aggregator's totals, one slot per message, then a
 // Done message.
 func (m *master) sendTotals(kind string, id int) {
-	for _, c := range m.agg.Totals().Split() {
+	for _, c := range m.agg.Totals().SplitSize(maxHandoffMsg - 4<<10) {
 		if err := m.handoff.send(handoffMsg{Kind: kind, ID: id, Carry: c}); err != nil {
 			m.log.Warn("cannot send metrics totals to the new master", "err", err)
 			return
@@ -78,6 +82,9 @@ func (m *master) sendTotals(kind string, id int) {
 	}
 	m.handoff.send(handoffMsg{Kind: kind, ID: id, Done: true})
 }
+
+// maxHandoffMsg bounds one hand-off message (a SOCK_SEQPACKET record).
+const maxHandoffMsg = 64 << 10
 
 // predLink is the new master's side: it asks the predecessor for its
 // current totals while it runs, and carries its final totals.
@@ -107,7 +114,7 @@ func (m *master) startPredLink() *predLink {
 func (p *predLink) read() {
 	final := &metrics.Carry{}
 	gotFinal := false
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, maxHandoffMsg)
 	for {
 		p.f.SetReadDeadline(time.Time{})
 		n, err := p.f.Read(buf)

@@ -23,7 +23,8 @@ import (
 // master's (inherited) listeners.
 func (m *master) serveEndpoints() {
 	if m.metrics != nil {
-		mux := http.NewServeMux()
+		m.metricsMux = http.NewServeMux()
+		mux := m.metricsMux
 		reg := prometheus.NewRegistry()
 		// The master's own process and runtime, prefixed so that they do
 		// not mix with the workers' process_* and go_* series.
@@ -32,7 +33,7 @@ func (m *master) serveEndpoints() {
 		reg.MustRegister(&masterCollector{m: m}, m.startHist)
 		mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, m.agg}, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", m.handleHealthz)
-		m.serve(m.metrics.Listener(), mux, nil)
+		m.resumeMetrics()
 	}
 	if m.control != nil {
 		m.serve(m.control.Listener(), peerCheck(m.controlHandler()), func(ctx context.Context, c net.Conn) context.Context {
@@ -58,6 +59,32 @@ func (m *master) serve(ln net.Listener, h http.Handler, connCtx func(context.Con
 	go srv.Serve(ln)
 }
 
+// resumeMetrics serves /metrics and /healthz on the metrics listener (again,
+// after an upgrade that failed past its successor's pid announcement).
+func (m *master) resumeMetrics() {
+	m.metricsMu.Lock()
+	defer m.metricsMu.Unlock()
+	if m.metrics == nil || m.metricsSrv != nil || m.metricsMux == nil {
+		return
+	}
+	m.metricsSrv = &http.Server{Handler: m.metricsMux, ReadHeaderTimeout: 5 * time.Second}
+	go m.metricsSrv.Serve(m.metrics.Listener())
+}
+
+// pauseMetrics stops serving /metrics; the listener stays open (it is the
+// successor's too). Answers in flight finish.
+func (m *master) pauseMetrics() {
+	m.metricsMu.Lock()
+	srv := m.metricsSrv
+	m.metricsSrv = nil
+	m.metricsMu.Unlock()
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}
+}
+
 // stopEndpoints stops serving metrics and control (the successor, if any,
 // serves them on the same sockets), letting answers in flight finish.
 func (m *master) stopEndpoints() {
@@ -67,6 +94,7 @@ func (m *master) stopEndpoints() {
 		s.Shutdown(ctx)
 	}
 	m.servers = nil
+	m.pauseMetrics()
 }
 
 func (m *master) handleHealthz(w http.ResponseWriter, r *http.Request) {

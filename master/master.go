@@ -84,7 +84,10 @@ type master struct {
 	upgrades      map[string]uint64 // by result
 	ctlReqs       chan func()       // run in the loop goroutine (control socket)
 	readMemory    func(pid int) (Memory, error)
-	prev          handoffMsg          // what the previous master handed over
+	prev          handoffMsg // what the previous master handed over
+	metricsMu     sync.Mutex
+	metricsSrv    *http.Server // nil while paused
+	metricsMux    *http.ServeMux
 	agg           *metrics.Aggregator // workers' metrics, carried totals
 	startHist     prometheus.Histogram
 	pred          *predLink // the previous master, while it runs
@@ -391,6 +394,7 @@ func (m *master) upgradeDone(err error) bool {
 			result = "refused"
 		}
 		m.upgrades[result]++
+		m.resumeMetrics() // in case the successor got as far as announcing itself
 		m.log.Error("upgrade "+result+"; this generation keeps serving", "err", err, "took", took)
 		m.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen)+" (upgrade "+result+")")
 		for _, r := range replies {

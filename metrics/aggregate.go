@@ -147,9 +147,13 @@ func (a *Aggregator) foldLocked(w *workerConn) {
 //	prefork_metrics_scrape_timeouts_total{worker}            counter
 //	prefork_metrics_worker_scrape_duration_seconds{worker}  gauge (last scrape)
 //
-// Families come sorted by name and metrics by labels. Where workers
-// disagree on a family's type, the first seen (lowest pid order) wins and the
-// others' series of that family are dropped. The error is always nil.
+// A worker that is being removed, has sent its final snapshot or whose
+// socket closed is not asked: its last copy is used. Families come sorted by
+// name and metrics by labels. Where sources disagree on a family's type, the
+// worker added first wins and the others' series of that family are dropped
+// (carried series come after every live worker). The returned families share
+// label pairs, exemplars and other parts with earlier results and with the
+// workers' snapshots: read them, do not modify them. The error is always nil.
 func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
 	start := time.Now()
 	deadline := start.Add(a.timeout)
@@ -172,17 +176,22 @@ func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
 		wants[i], states[i] = w.request(deadline)
 	}
 	timedOut := make([]bool, len(ws))
-	durs := make([]float64, len(ws))
+	durs := make([]float64, len(ws)) // -1: no answer, and not for lack of time
 	for i, w := range ws {
 		switch states[i] {
+		case reqNone:
+			durs[i] = -1
 		case reqTimeout:
 			timedOut[i], durs[i] = true, a.timeout.Seconds()
 		case reqWait:
 			at, ok := w.wait(ctx, wants[i])
-			if ok {
+			switch {
+			case ok:
 				durs[i] = max(at.Sub(start), 0).Seconds()
-			} else if ctx.Err() != nil {
+			case ctx.Err() != nil:
 				timedOut[i], durs[i] = true, a.timeout.Seconds()
+			default: // the socket closed: the worker is gone
+				durs[i] = -1
 			}
 		}
 	}
@@ -199,7 +208,7 @@ func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
 		delete(a.durations, slot)
 	}
 	for i, w := range ws {
-		if states[i] == reqNone {
+		if durs[i] < 0 {
 			continue
 		}
 		if timedOut[i] {

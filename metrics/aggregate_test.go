@@ -3,6 +3,8 @@ package metrics
 import (
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestGatherRoundTrip(t *testing.T) {
@@ -194,5 +196,61 @@ func TestStalledWorker(t *testing.T) {
 	// This scrape is not answered: it counts the third timeout.
 	if got := value(t, gather(t, agg), "prefork_metrics_scrape_timeouts_total", "worker", "0"); got != 3 {
 		t.Errorf("timeouts = %v, want 3", got)
+	}
+}
+
+func TestSummaryCarry(t *testing.T) {
+	agg := newAggregator(t, time.Second)
+	newSummary := func() (*prometheus.Registry, prometheus.Summary) {
+		reg := prometheus.NewRegistry()
+		s := prometheus.NewSummary(prometheus.SummaryOpts{
+			Name: "rpc_duration_seconds", Help: "RPC latency.", Objectives: map[float64]float64{0.5: 0.05},
+		})
+		reg.MustRegister(s)
+		return reg, s
+	}
+	regA, a := newSummary()
+	sa := startWorker(t, agg, 0, 1, regA)
+	a.Observe(1)
+	a.Observe(3)
+	sa.Close()
+	agg.Remove(1)
+	want := `
+# HELP rpc_duration_seconds RPC latency.
+# TYPE rpc_duration_seconds summary
+rpc_duration_seconds_sum{worker="0"} 4
+rpc_duration_seconds_count{worker="0"} 2
+`
+	if err := gatherAndCompare(agg, want, "rpc_duration_seconds"); err != nil {
+		t.Errorf("carried summary: %v", err)
+	}
+
+	regB, b := newSummary()
+	startWorker(t, agg, 0, 2, regB)
+	b.Observe(10)
+	want = `
+# HELP rpc_duration_seconds RPC latency.
+# TYPE rpc_duration_seconds summary
+rpc_duration_seconds{worker="0",quantile="0.5"} 10
+rpc_duration_seconds_sum{worker="0"} 14
+rpc_duration_seconds_count{worker="0"} 3
+`
+	if err := gatherAndCompare(agg, want, "rpc_duration_seconds"); err != nil {
+		t.Errorf("carried + live summary: %v", err)
+	}
+}
+
+func TestAddReusedPid(t *testing.T) {
+	agg := newAggregator(t, time.Second)
+	m := newTestMetrics()
+	m.c.Add(4)
+	startWorker(t, agg, 0, 7, m.reg)
+	gather(t, agg)
+	// pid 7 died unnoticed and the kernel gave it to a new worker.
+	n := newTestMetrics()
+	n.c.Add(1)
+	startWorker(t, agg, 0, 7, n.reg)
+	if got := value(t, gather(t, agg), "jobs_total", "worker", "0"); got != 5 {
+		t.Errorf("jobs_total = %v, want 5 (4 folded + 1)", got)
 	}
 }

@@ -133,6 +133,37 @@ func (c *Carry) Split() []*Carry {
 	return out
 }
 
+// SplitSize is Split for a transport whose messages hold at most maxBytes:
+// it returns pieces, in increasing slot order, each holding series of one
+// slot only and marshalling to at most maxBytes of JSON, except a piece
+// made of one series that alone is larger. A slot with many series spans
+// several pieces; merging all pieces gives back c. Series are shared with
+// c, not copied.
+func (c *Carry) SplitSize(maxBytes int) []*Carry {
+	var out []*Carry
+	for _, whole := range c.Split() {
+		for slot, list := range whole.Slots {
+			// {"slots":{"<slot>":[…]}}: 15 bytes, the slot number, commas.
+			base := 15 + len(strconv.Itoa(slot))
+			size, start := base, 0
+			for i, s := range list {
+				b, err := json.Marshal(s)
+				n := len(b) + 1
+				if err != nil {
+					n = maxBytes // cannot happen: Series always marshals
+				}
+				if i > start && size+n > maxBytes {
+					out = append(out, &Carry{Slots: map[int][]*Series{slot: list[start:i:i]}})
+					size, start = base, i
+				}
+				size += n
+			}
+			out = append(out, &Carry{Slots: map[int][]*Series{slot: list[start:len(list):len(list)]}})
+		}
+	}
+	return out
+}
+
 // Merge adds o into c: values of series with the same identity (name and
 // labels) in the same slot are added, others are copied. o is not modified
 // nor shared. A series of o whose name or label names are invalid, that has a

@@ -131,6 +131,30 @@ func TestTotalsSplitMergeJSON(t *testing.T) {
 		t.Errorf("jobs_total{worker=0} = %v, want 13", got)
 	}
 
+	// SplitSize bounds the JSON of each piece.
+	var resized Carry
+	const limit = 150
+	pieces = tot.SplitSize(limit)
+	if len(pieces) <= 2 {
+		t.Errorf("SplitSize(%d) gave %d pieces, want more than the 2 slots: %s", limit, len(pieces), mustJSON(pieces))
+	}
+	for _, p := range pieces {
+		if len(p.Slots) != 1 {
+			t.Errorf("piece with %d slots", len(p.Slots))
+		}
+		if j := mustJSON(p); len(j) > limit && len(p.Slots[0])+len(p.Slots[1]) > 1 {
+			t.Errorf("piece of %d bytes > %d: %s", len(j), limit, j)
+		}
+		var q Carry
+		if err := json.Unmarshal([]byte(mustJSON(p)), &q); err != nil {
+			t.Fatal(err)
+		}
+		resized.Merge(&q)
+	}
+	if !reflect.DeepEqual(&resized, tot) {
+		t.Errorf("merged SplitSize pieces differ:\n got %s\nwant %s", mustJSON(&resized), b)
+	}
+
 	// Merge adds values of the same series.
 	merged.Merge(tot)
 	if got := merged.Slots[0][indexOf(t, merged.Slots[0], "jobs_total")].Value; got != 26 {

@@ -49,7 +49,7 @@
 // At an upgrade the new master takes over the old master's totals: while the
 // old master runs, SetPredecessor lets the new one add the old one's current
 // Totals to every scrape; when the old master is done, AddCarry of its final
-// Totals (possibly in per-slot pieces from Carry.Split) followed by
+// Totals (possibly in pieces from Carry.Split or Carry.SplitSize) followed by
 // SetPredecessor(nil) makes them permanent. See SetPredecessor for the order.
 //
 // # Wire protocol on PREFORK_METRICS_FD

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const (
@@ -29,6 +30,7 @@ const (
 var (
 	errFrameTooLarge = errors.New("metrics frame larger than 64 MiB")
 	errClosed        = errors.New("metrics server closed")
+	errBadPayload    = errors.New("metrics frame payload is not length-delimited protobuf")
 )
 
 // wireFormat is the payload encoding: varint-delimited protobuf, names sent
@@ -102,6 +104,15 @@ func readFrame(r io.Reader, payload *bytes.Buffer) (uint64, error) {
 
 // decodeFamilies decodes a frame payload.
 func decodeFamilies(payload []byte) ([]*dto.MetricFamily, error) {
+	// expfmt's decoder trusts each message's length prefix (no MaxSize):
+	// one huge prefix would make it allocate that much. Check them first.
+	for rest := payload; len(rest) > 0; {
+		n, k := protowire.ConsumeVarint(rest)
+		if k < 0 || n > uint64(len(rest)-k) {
+			return nil, errBadPayload
+		}
+		rest = rest[k+int(n):]
+	}
 	dec := expfmt.NewDecoder(bytes.NewReader(payload), wireFormat())
 	var mfs []*dto.MetricFamily
 	for {

@@ -39,11 +39,18 @@ func FuzzFrame(f *testing.F) {
 			binary.LittleEndian.PutUint32(hdr[8:], uint32(len(data)))
 			stream = append(hdr, data...)
 		}
+		wrote := make(chan struct{})
 		go func() {
-			wf.Write(stream)
+			defer close(wrote)
+			wf.Write(stream) // fails once the reader gave up: fine
 			wf.Close()
 		}()
+		start := time.Now()
 		agg.Remove(1)
+		<-wrote
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("Remove took %v", d)
+		}
 		out, err := agg.Gather()
 		if err != nil {
 			t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 // carry, the predecessor's last totals (while one is set), and the last seen
 // counters, histograms and summary count/sum of the slot's live workers
 // (summed when several live workers share a slot, as happens briefly during a
-// replacement). It is exactly the counter-like part of what Gather exports.
-// It does not scrape the workers: call it after removing the workers (their
+// replacement): the counter-like part of what Gather exports. It does not
+// scrape the workers: call it after removing the workers (their
 // final snapshots are then folded in) or after a Gather. The result is a new
 // Carry that shares nothing with a.
 func (a *Aggregator) Totals() *Carry {
