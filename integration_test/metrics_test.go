@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -21,7 +20,7 @@ import (
 func (m *Master) scrape(t testing.TB) (map[string]*dto.MetricFamily, string, time.Duration) {
 	t.Helper()
 	began := time.Now()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
+	resp, err := fresh().Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}
@@ -151,7 +150,7 @@ func TestCountersNeverDecrease(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
+			resp, err := fresh().Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
 			if err != nil {
 				continue // a hand-over in progress: the socket stays, but retry
 			}
