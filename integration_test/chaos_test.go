@@ -44,6 +44,9 @@ func TestChaos(t *testing.T) {
 		dur = 10 * time.Second
 	}
 	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("CHAOS_SEED"), 10, 64); err == nil {
+		seed = v // replay a run
+	}
 	rng := rand.New(rand.NewPCG(seed, 42))
 	t.Logf("seed %d", seed)
 	m := startMaster(t, Opts{Workers: 3, Args: []string{"-heartbeat", "1s", "-grace", "5s", "-upgrade-timeout", "5s", "-stable-period", "200ms"}})

@@ -412,3 +412,35 @@ func TestSystemdNotify(t *testing.T) {
 	m.Signal(unix.SIGTERM)
 	next("STOPPING=1")
 }
+
+// An upgrade after a failed one uses the current offer, not the failed
+// attempt's stale one still queued on the hand-off socket: the worker count
+// changed in between is kept, and systemd hears the new master's pid.
+func TestUpgradeAfterFailedOneUsesCurrentState(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m := startMaster(t, Opts{Workers: 3, Env: []string{"NOTIFY_SOCKET=" + sock}})
+	os.WriteFile(filepath.Join(m.Dir, "broken"), []byte("#!/bin/sh\nexit 1\n"), 0o755)
+	copyFile(t, filepath.Join(m.Dir, "broken"), m.Exe)
+	m.Signal(unix.SIGHUP)
+	waitFor(t, 10*time.Second, "the failed upgrade", func() bool { return len(logLines(m.Log.String(), "upgrade failed")) == 1 })
+	m.Signal(unix.SIGTTOU)
+	waitFor(t, 10*time.Second, "scale down", func() bool { s, err := m.status(); return err == nil && s.Desired == 2 })
+	m.Upgrade("v2", 2)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	want := "MAINPID=" + strconv.Itoa(m.PID())
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no %s on NOTIFY_SOCKET: %v\n%s", want, err, m.Log)
+		}
+		if strings.Contains(string(buf[:n]), want) {
+			break
+		}
+	}
+}

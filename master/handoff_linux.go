@@ -99,7 +99,10 @@ func (h *handoff) receive(timeout time.Duration) (handoffMsg, error) {
 		if json.Unmarshal(buf[:n], &m) == nil && m.Attempt >= best.Attempt {
 			best, found = m, true
 		}
-		deadline = time.Now() // drain what is queued, don't wait for more
+		// Drain what is already queued (a failed attempt's offer may sit
+		// before ours) without waiting for more. Not time.Now(): with a
+		// deadline already past, the poller times out without reading.
+		deadline = time.Now().Add(50 * time.Millisecond)
 	}
 	h.got = best
 	return best, nil
