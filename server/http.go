@@ -32,6 +32,7 @@ type HTTP struct {
 	conns    map[net.Conn]connInfo
 	served   chan struct{}
 	ln       net.Listener
+	drainAt  time.Time // when Shutdown began (guarded by mu)
 }
 
 type connInfo struct {
@@ -75,11 +76,17 @@ func (h *HTTP) connState(c net.Conn, st http.ConnState) {
 	}
 }
 
-// Serve accepts on ln until Shutdown. It returns nil after Shutdown, and
-// the accept error otherwise.
+// Serve accepts on ln until Shutdown. It returns nil after Shutdown (at
+// once, closing ln, when Shutdown came first), and the accept error
+// otherwise. Call it once.
 func (h *HTTP) Serve(ln net.Listener) error {
 	h.init()
 	h.mu.Lock()
+	if h.draining.Load() {
+		h.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	h.ln = ln
 	h.mu.Unlock()
 	defer close(h.served)
@@ -95,12 +102,16 @@ func (h *HTTP) Serve(ln net.Listener) error {
 // "Connection: close", closes connections idle for IdleClose, and returns
 // when every connection is closed. When ctx ends first, it closes every
 // connection and returns ctx's error.
+//
+// A second Shutdown returns nil at once.
 func (h *HTTP) Shutdown(ctx context.Context) error {
 	h.init()
-	if h.draining.Swap(true) {
-		return errors.New("server: HTTP already shut down")
-	}
 	h.mu.Lock()
+	if h.draining.Swap(true) {
+		h.mu.Unlock()
+		return nil
+	}
+	h.drainAt = time.Now()
 	ln := h.ln
 	h.mu.Unlock()
 	if ln != nil {
@@ -126,13 +137,19 @@ func (h *HTTP) Shutdown(ctx context.Context) error {
 }
 
 // closeIdle closes connections that have been idle (or new without a
-// request) for IdleClose, and returns how many connections remain.
+// request) for IdleClose during the drain, and returns how many
+// connections remain. Idle time before the drain does not count: a client
+// may be about to send on a connection it has kept for minutes.
 func (h *HTTP) closeIdle() int {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c, ci := range h.conns {
-		if (ci.state == http.StateIdle || ci.state == http.StateNew) && now.Sub(ci.since) >= h.IdleClose {
+		since := ci.since
+		if since.Before(h.drainAt) {
+			since = h.drainAt
+		}
+		if (ci.state == http.StateIdle || ci.state == http.StateNew) && now.Sub(since) >= h.IdleClose {
 			c.Close()
 		}
 	}
@@ -178,7 +195,7 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 		})
 	}
 	servers := make([]*HTTP, len(names))
-	errc := make(chan error, len(names))
+	errc := make(chan error, len(names)) // one per Serve: none blocks on exit
 	for i, n := range names {
 		ln, err := w.Listener(n)
 		if err != nil {
@@ -192,17 +209,17 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 		servers[i] = srv
 		go func() { errc <- srv.Serve(ln) }()
 	}
+	var first error
 	if err := w.Ready(); err != nil {
-		return err
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-w.Done():
+		first = err
+	} else {
+		select {
+		case first = <-errc: // a listener failed: stop the others too
+		case <-w.Done():
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.Grace())
 	defer cancel()
-	var first error
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil && first == nil {
 			first = err

@@ -47,7 +47,10 @@ func (t *TCP) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if t.ctx.Err() != nil {
+			t.mu.Lock()
+			closed := t.closed
+			t.mu.Unlock()
+			if closed {
 				return nil
 			}
 			var ne net.Error
@@ -60,8 +63,15 @@ func (t *TCP) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		t.mu.Lock()
+		if t.closed {
+			// Accepted as Shutdown began: Shutdown no longer waits for new
+			// handlers, so this connection gets none.
+			t.mu.Unlock()
+			c.Close()
+			return nil
+		}
 		t.conns[c] = struct{}{}
-		t.wg.Add(1)
+		t.wg.Add(1) // under mu, before closed is set: Shutdown's Wait sees it
 		t.mu.Unlock()
 		go func() {
 			defer t.wg.Done()
@@ -90,11 +100,12 @@ func (t *TCP) Shutdown(ctx context.Context) error {
 	t.init()
 	t.mu.Lock()
 	t.closed = true
-	if t.ln != nil {
-		t.ln.Close()
-	}
+	ln := t.ln
 	t.mu.Unlock()
 	t.cancel()
+	if ln != nil {
+		ln.Close()
+	}
 	done := make(chan struct{})
 	go func() { t.wg.Wait(); close(done) }()
 	select {
