@@ -133,6 +133,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Validate reports the first bad field, naming the flag that sets it, as
+// an error wrapping ErrConfig (or listener.ErrSpec). Zero fields take their
+// defaults first, as in Run.
+func (c Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
 func (c *Config) validate() error {
 	if c.Workers < 1 || c.Workers > MaxWorkers {
 		return fmt.Errorf("%w: -workers %d: want 1 to %d", ErrConfig, c.Workers, MaxWorkers)

@@ -104,7 +104,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func (o *options) check() error {
-	if o.workers < 1 || o.workers > master.MaxWorkers {
+	// In the library 0 means "one per CPU"; on the command line it is a
+	// mistake (the default is already one per CPU).
+	if o.workers < 1 {
 		return fmt.Errorf("-workers %d: want a number from 1 to %d", o.workers, master.MaxWorkers)
 	}
 	if len(o.listen) == 0 {
@@ -117,25 +119,10 @@ func (o *options) check() error {
 		}
 		o.specs = append(o.specs, sp)
 	}
-	if err := listener.ValidateSet(o.specs); err != nil {
-		return fmt.Errorf("-listen: %w", err)
-	}
 	if o.metrics != "off" {
 		if _, err := listener.Parse("metrics=tcp://" + o.metrics); err != nil {
 			return fmt.Errorf("-metrics %q: want HOST:PORT or off", o.metrics)
 		}
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"grace", o.grace}, {"upgrade-timeout", o.upgradeTimeout}, {"heartbeat", o.heartbeat}, {"start-timeout", o.startTimeout},
-		{"ready-delay", o.readyDelay}, {"backoff-min", o.backoffMin}, {"backoff-max", o.backoffMax}, {"stable-period", o.stable}} {
-		if d.v < 0 {
-			return fmt.Errorf("-%s %v: must not be negative", d.name, d.v)
-		}
-	}
-	if o.backoffMax < o.backoffMin {
-		return fmt.Errorf("-backoff-max %v is below -backoff-min %v", o.backoffMax, o.backoffMin)
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return fmt.Errorf("-log-format %q: want text or json", o.logFormat)

@@ -72,6 +72,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The master checks its configuration itself (for library users too);
+	// here a bad value is a usage error.
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
 	return master.Run(context.Background(), cfg)
 }
 
