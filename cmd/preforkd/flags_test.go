@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"512MiB": 512 << 20, "2G": 2 << 30, "100m": 100 << 20, "4096": 4096, "1.5GiB": 3 << 29, "64KB": 64 << 10,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1G", "12X", "1TB", "0"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-workers", "3", "-listen", "a=tcp://127.0.0.1:1", "-listen", "b=udp://127.0.0.1:2", "-max-rss", "1G", "--", "cmd", "arg"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.workers != 3 || len(o.specs) != 2 || o.specs[1].Network != "udp" || o.maxRSSBytes != 1<<30 || strings.Join(o.command, " ") != "cmd arg" {
+		t.Errorf("parsed %+v", o)
+	}
+	d, err := parseFlags(nil, io.Discard)
+	if err != nil || len(d.specs) != 1 || d.specs[0].String() != "http=tcp://127.0.0.1:8080" || d.metrics != "127.0.0.1:9100" {
+		t.Errorf("defaults: %+v %v", d, err)
+	}
+	for _, c := range []struct{ args, want string }{
+		{"-workers 0", "-workers 0"},
+		{"-listen nope", `"nope"`},
+		{"-metrics 127.0.0.1", `-metrics "127.0.0.1"`},
+		{"-max-rss lots", `-max-rss "lots"`},
+		{"-max-requests -1", "-max-requests -1"},
+		{"-log-format yaml", `"yaml"`},
+		{"-log-level loud", `"loud"`},
+		{"-user no-such-user-here", `"no-such-user-here"`},
+		{"-state /no/such/file", "/no/such/file"},
+		{"-bogus", "-bogus"},
+	} {
+		_, err := parseFlags(strings.Fields(c.args), io.Discard)
+		var ue usageError
+		if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want a usage error naming %s", c.args, err, c.want)
+		}
+	}
+	var help strings.Builder
+	if _, err := parseFlags([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) || !strings.Contains(help.String(), "-max-rss") {
+		t.Errorf("-h: %v, %q", err, help.String())
+	}
+}
+
+func TestLookupCredential(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if _, err := lookupCredential("nobody", ""); err == nil {
+			t.Error("a non-root master accepted -user nobody")
+		}
+		return
+	}
+	c, err := lookupCredential("nobody", "")
+	if err != nil || c.UID == 0 || c.GID == 0 {
+		t.Errorf("nobody: %+v %v", c, err)
+	}
+	if c, err := lookupCredential("65534", "0"); err != nil || c.UID != 65534 || c.GID != 0 {
+		t.Errorf("numeric: %+v %v", c, err)
+	}
+}
