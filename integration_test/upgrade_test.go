@@ -253,8 +253,12 @@ func TestFailedUpgrades(t *testing.T) {
 		}
 		m.WaitWorkers(2, 10*time.Second)
 	}
-	// Whatever a failed new master started is gone.
+	// Whatever a failed new master started is gone, and the old master
+	// still answers on its metrics and control sockets.
 	m.onlyMaster(t)
+	if code, _, err := get(fresh(), fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics)); err != nil || code != 200 {
+		t.Errorf("/metrics after failed upgrades: %d %v", code, err)
+	}
 	copyFile(t, bin("v2"), m.Exe)
 	began := time.Now()
 	m.Signal(unix.SIGHUP)

@@ -67,8 +67,15 @@ func (m *master) resumeMetrics() {
 	if m.metrics == nil || m.metricsSrv != nil || m.metricsMux == nil {
 		return
 	}
+	// Serve a duplicate: Shutdown closes the listener it serves, and the
+	// socket must stay open (for a later resume, and for the successor).
+	ln, err := net.FileListener(m.metrics.File())
+	if err != nil {
+		m.log.Error("cannot serve metrics", "err", err)
+		return
+	}
 	m.metricsSrv = &http.Server{Handler: m.metricsMux, ReadHeaderTimeout: 5 * time.Second}
-	go m.metricsSrv.Serve(m.metrics.Listener())
+	go m.metricsSrv.Serve(ln)
 }
 
 // pauseMetrics stops serving /metrics; the listener stays open (it is the

@@ -163,11 +163,12 @@ func (h *handoff) successorPid(timeout time.Duration) (int, error) {
 	}
 }
 
-// closePred closes the socket to the predecessor once it has exited.
+// closePred closes the socket to the predecessor once it has exited. The
+// field keeps its value (other goroutines read it); writes to a closed
+// file just fail.
 func (h *handoff) closePred() {
 	if h.pred != nil {
 		h.pred.Close()
-		h.pred = nil
 	}
 }
 

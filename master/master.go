@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,9 @@ func Run(ctx context.Context, cfg Config) error {
 	m := &master{cfg: cfg, upg: upg, log: cfg.Logger, sigs: sigs, started: time.Now(), readMemory: readMemory}
 	defer m.closeAll()
 	if err := m.setup(); err != nil {
-		upg.Stop() // a first start that failed removes what it bound
+		if !upg.HasParent() {
+			upg.Stop() // a first start that failed removes what it bound
+		}
 		return err
 	}
 	return m.loop(ctx)
@@ -98,6 +101,8 @@ type master struct {
 	removeWG      sync.WaitGroup // aggregator removals of exited workers
 	stopAsked     bool
 	isReady       bool        // the first workers were all ready
+	handedOver    atomic.Bool // an upgrade succeeded: a new master serves
+	finishing     bool        // finish began (loop goroutine)
 	upgradingFlag atomic.Bool // m.upgrading, for the reaper goroutine
 	reaperDone    chan struct{}
 	parentExited  chan struct{} // closed when the previous master has exited
@@ -181,9 +186,15 @@ func (m *master) setup() error {
 	if m.notify, err = listenNotify(); err != nil {
 		return err
 	}
-	if m.lifeR, m.lifeW, err = os.Pipe(); err != nil {
+	// The read end goes to every worker through ExtraFiles. A pipe made by
+	// os.Pipe would switch to blocking mode at each start (Fd(), the same
+	// trap as the listeners'), hanging workers' reads of it; one wrapped by
+	// os.NewFile keeps its mode.
+	var pfd [2]int
+	if err = unix.Pipe2(pfd[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return fmt.Errorf("lifeline pipe: %w", err)
 	}
+	m.lifeR, m.lifeW = os.NewFile(uintptr(pfd[0]), "lifeline"), os.NewFile(uintptr(pfd[1]), "lifeline-w")
 	if m.sd, err = sdnotify.Dial(os.Getenv("NOTIFY_SOCKET")); err != nil {
 		m.log.Warn("cannot reach the service manager's NOTIFY_SOCKET", "err", err)
 	}
@@ -208,12 +219,21 @@ func (m *master) spawnSpec() spawnSpec {
 	}
 	env = append(env, EnvMasterFd+"="+strconv.Itoa(3+len(sp.files)))
 	sp.files = append(sp.files, m.lifeR)
+	sp.nonblock = append(sp.nonblock, m.lifeR)
 	sp.perWorker = m.metricsSocket
 	env = append(env,
 		"NOTIFY_SOCKET="+m.notify.addr,
 		EnvMasterPid+"="+strconv.Itoa(os.Getpid()),
 		EnvGrace+"="+m.cfg.Grace.String(),
 	)
+	if os.Getenv("GOMAXPROCS") == "" {
+		// N workers share the CPUs: one P per worker's share (as fasthttp's
+		// prefork does), so that idle Ps don't spin against the other
+		// workers. A GOMAXPROCS in the master's environment wins. The
+		// count is fixed at the master's start (a scaled worker count
+		// takes effect at the next upgrade).
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/m.cfg.Workers)))
+	}
 	if m.cfg.MaxRequests > 0 {
 		env = append(env, EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests))
 	}
@@ -335,6 +355,8 @@ func (m *master) onSignal(sig syscall.Signal) bool {
 func (m *master) beginUpgrade(reply chan error) {
 	refuse := ""
 	switch {
+	case m.finishing:
+		refuse = "this master is stopping"
 	case m.upgrading:
 		refuse = "an upgrade is already running"
 	case os.Getpid() == 1:
@@ -354,6 +376,9 @@ func (m *master) beginUpgrade(reply chan error) {
 			reply <- errors.New(refuse)
 		}
 		return
+	}
+	for len(m.handoff.pids) > 0 {
+		<-m.handoff.pids // announcements of earlier, failed attempts
 	}
 	m.upgrading = true
 	m.upgradingFlag.Store(true)
@@ -394,15 +419,20 @@ func (m *master) upgradeDone(err error) bool {
 			result = "refused"
 		}
 		m.upgrades[result]++
-		m.resumeMetrics() // in case the successor got as far as announcing itself
-		m.log.Error("upgrade "+result+"; this generation keeps serving", "err", err, "took", took)
-		m.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen)+" (upgrade "+result+")")
+		if m.finishing {
+			m.log.Info("upgrade abandoned: stopping", "err", err)
+		} else {
+			m.resumeMetrics() // in case the successor got as far as announcing itself
+			m.log.Error("upgrade "+result+"; this generation keeps serving", "err", err, "took", took)
+			m.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen)+" (upgrade "+result+")")
+		}
 		for _, r := range replies {
 			r <- fmt.Errorf("upgrade %s: %w", result, err)
 		}
 		return false
 	}
 	m.upgrades["success"]++
+	m.handedOver.Store(true)
 	pid, perr := m.handoff.successorPid(2 * time.Second)
 	if perr == nil {
 		m.sd.Send("MAINPID="+strconv.Itoa(pid), "READY=1", "STATUS=handed over to pid "+strconv.Itoa(pid))
@@ -418,11 +448,22 @@ func (m *master) upgradeDone(err error) bool {
 // are gone. Signals still count: SIGQUIT or a second SIGINT/SIGTERM during
 // a graceful stop makes it fast.
 func (m *master) finish(fast bool) error {
+	m.finishing = true
 	if !m.upgradeHandedOver() {
 		m.sd.Send("STOPPING=1")
+		if m.upgrading {
+			// A stop wins over an upgrade in flight: tableflip kills the
+			// new master, and Upgrade returns an error.
+			m.log.Info("stopping: abandoning the upgrade in progress")
+			m.upg.Stop()
+		}
 	}
-	m.stopEndpoints()
 	m.sup.do(func() { m.sup.stop(!fast) })
+	// Stop the endpoints while serving the loop's requests: a control
+	// handler may be waiting for the loop.
+	endpointsDone := make(chan struct{})
+	go func() { defer close(endpointsDone); m.stopEndpoints() }()
+	defer func() { <-endpointsDone }()
 	for {
 		select {
 		case <-m.sup.done:
@@ -452,14 +493,7 @@ func (m *master) finish(fast bool) error {
 	}
 }
 
-func (m *master) upgradeHandedOver() bool {
-	select {
-	case <-m.upg.Exit():
-		return true
-	default:
-		return false
-	}
-}
+func (m *master) upgradeHandedOver() bool { return m.handedOver.Load() }
 
 // closeAll releases everything; after a final stop (not a hand-over) it
 // also removes unix socket files and our pid file.
@@ -491,7 +525,11 @@ func (m *master) closeAll() {
 	if m.agg != nil {
 		m.agg.Close()
 	}
-	m.upg.Stop()
+	// Stop unlinks the unix sockets: right at a final stop, wrong for a new
+	// master that never became ready (they are the old generation's).
+	if !m.upg.HasParent() || m.isReady {
+		m.upg.Stop()
+	}
 	if !handedOver && m.cfg.PIDFile != "" {
 		if b, err := os.ReadFile(m.cfg.PIDFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 			os.Remove(m.cfg.PIDFile)

@@ -202,3 +202,27 @@ func TestStartRestoresNonblockOfNetFile(t *testing.T) {
 		})
 	}
 }
+
+// The lifeline pipe goes to every worker through ExtraFiles like the
+// listeners: starting a worker must not switch it to blocking mode either,
+// or a worker's read of it can no longer be interrupted (its Close hangs).
+func TestStartKeepsLifelineNonblocking(t *testing.T) {
+	var pfd [2]int
+	if err := unix.Pipe2(pfd[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	r, w := os.NewFile(uintptr(pfd[0]), "lifeline"), os.NewFile(uintptr(pfd[1]), "lifeline-w")
+	defer r.Close()
+	defer w.Close()
+	// The master's spawn spec lists the pipe only in files, as the
+	// listeners' restore list does not cover it: the file itself must
+	// keep its mode.
+	nbStart(t, spawnSpec{path: "/bin/sleep", args: []string{"sleep", "5"}, files: []*os.File{r}})
+	fl, err := unix.FcntlInt(uintptr(pfd[0]), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl&unix.O_NONBLOCK == 0 {
+		t.Fatal("starting a worker made the lifeline pipe blocking")
+	}
+}

@@ -463,6 +463,7 @@ func (s *supervisor) scale(n int) error {
 		s.slots = s.slots[:n]
 	}
 	s.desired = n
+	s.checkFirst() // the slots that remain may all be ready already
 	return nil
 }
 

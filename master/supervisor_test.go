@@ -504,3 +504,23 @@ func TestRecycleRequestFromWorker(t *testing.T) {
 		t.Errorf("restarts: %v", ctr.Restarts)
 	}
 }
+
+// Scaling down to the slots that are ready completes the first readiness
+// (a slot that never became ready no longer holds it up).
+func TestScaleDownCompletesFirstReady(t *testing.T) {
+	h := newHarness(t, superConfig{desired: 3})
+	h.waitFor("starts", func() bool { return len(h.f.startsCopy()) == 3 })
+	st := h.status()
+	h.note(st.Slots[0].PID, noteEvent{ready: true})
+	h.note(st.Slots[1].PID, noteEvent{ready: true})
+	var err error
+	h.s.do(func() { err = h.s.scale(2) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.s.first:
+	case <-time.After(time.Second):
+		t.Fatal("first readiness not reached after scaling down to the ready slots")
+	}
+}

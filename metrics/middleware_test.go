@@ -1,0 +1,54 @@
+package metrics
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestHTTPMiddlewareLabels(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewHTTPMetrics(reg)
+	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/missing":
+			http.NotFound(w, r)
+		case "/flush":
+			if _, ok := w.(http.Flusher); !ok {
+				t.Error("the wrapped writer lost http.Flusher")
+			}
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				t.Errorf("ResponseController.Flush: %v", err)
+			}
+		case "/silent":
+		default:
+			w.Write([]byte("ok"))
+		}
+	}))
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/"}, {"GET", "/"}, {"POST", "/missing"}, {"BREW", "/"}, {"GET", "/flush"}, {"DELETE", "/silent"},
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
+	}
+	want := `
+# HELP http_requests_total HTTP requests completed, by status code and method.
+# TYPE http_requests_total counter
+http_requests_total{code="200",method="delete"} 1
+http_requests_total{code="200",method="get"} 3
+http_requests_total{code="200",method="unknown"} 1
+http_requests_total{code="404",method="post"} 1
+`
+	if err := testutil.CollectAndCompare(m.requests, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 0 {
+		t.Errorf("in flight %v after every request finished", got)
+	}
+	if n := testutil.CollectAndCount(m.duration); n != len(methods)+1 {
+		t.Errorf("%d duration series, want one per method label (%d)", n, len(methods)+1)
+	}
+}
