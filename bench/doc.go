@@ -1,0 +1,45 @@
+// Command bench measures preforkd against its peers and its own goals, and
+// writes BENCHMARKS.md and bench/chart.svg. From the module root:
+//
+//	go run ./bench           # the full run (about 6 minutes on 2 CPUs); writes the committed files
+//	go run ./bench -quick    # a smoke run (about 2 minutes); its report says so
+//	go run ./bench -sections 2 -out /tmp/b.md -chart /tmp/chart.svg
+//
+// It needs wrk (Debian/Ubuntu: apt-get install wrk) and exits non-zero,
+// saying so, without it.
+//
+// It builds cmd/preforkd twice (-ldflags "-X main.version=v1" and v2) and
+// the three comparison programs in bench/cmd (single: one net/http process;
+// fastworker: preforkd's library running fasthttp workers; fastprefork:
+// fasthttp's own prefork) into a temporary directory, then runs, on
+// 127.0.0.1 only:
+//
+//  1. throughput and p99 under wrk, the four servers side by side, turns
+//     alternated;
+//  2. upgrades under the bench's own load generator (load.go: paced
+//     keep-alive and fresh-connection clients that never retry, every
+//     request recorded), then wrk across upgrades;
+//  3. worker SIGKILLs under the same generator run (the chart);
+//  4. workers' PSS over 64 MiB … 1 GiB states of random bytes;
+//  5. worker start time against state size;
+//  6. accept balance over fresh connections;
+//  7. /metrics scrape latency with 2, 8 and 32 workers;
+//  8. the Go micro-benchmarks of ./state, ./internal/sdnotify, ./metrics.
+//
+// Every figure that matters is a ratio measured in the same run, or a
+// goal checked against a figure; the report says "met" or "missed — why".
+//
+// Processes: the bench makes itself a child subreaper, so every master
+// (including the new masters of upgrades, orphaned when the old one exits)
+// and every worker stays its descendant; at the end of each section, on
+// failure too, and on SIGINT/SIGTERM, it SIGKILLs its descendants by pid.
+// Every load loop is bounded in time and in requests. The state files live
+// in a temporary directory removed at the end.
+//
+// Files: main.go (flags, orchestration, machine), proc.go (starting and
+// ending processes), master.go (a preforkd master: its log pipe, pid file
+// and control socket status), load.go (the generator), wrk.go
+// (running and parsing wrk --latency), throughput.go (§1), upgrade.go
+// (§2–3), memory.go (§4–5), misc.go (§6–8), stats.go, report.go and
+// report2.go (markdown), chart.go (SVG).
+package main

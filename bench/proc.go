@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// procs keeps track of every process the bench starts. The bench is a
+// child subreaper, so masters orphaned by an upgrade (and workers of a
+// killed master) are re-parented to it: every process it started, however
+// indirectly, stays its descendant and is ended by pid at the end of each
+// scenario (killAll), on failure too.
+type procs struct {
+	mu   sync.Mutex
+	cmds map[int]bool // started through exec.Cmd (reaped by Wait)
+}
+
+func newProcs() (*procs, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("PR_SET_CHILD_SUBREAPER: %w", err)
+	}
+	return &procs{cmds: map[int]bool{}}, nil
+}
+
+// start starts cmd and records it.
+func (p *procs) start(cmd *exec.Cmd) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.cmds[cmd.Process.Pid] = true
+	return nil
+}
+
+// run starts cmd and waits for it.
+func (p *procs) run(cmd *exec.Cmd) error {
+	if err := p.start(cmd); err != nil {
+		return err
+	}
+	return cmd.Wait()
+}
+
+type procInfo struct {
+	pid, ppid int
+	state     byte
+}
+
+// procTable reads every process's pid, parent and state.
+func procTable() []procInfo {
+	ents, _ := os.ReadDir("/proc")
+	var out []procInfo
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) S ppid ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+4 >= len(b) {
+			continue
+		}
+		f := strings.Fields(string(b[i+2:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		out = append(out, procInfo{pid: pid, ppid: ppid, state: f[0][0]})
+	}
+	return out
+}
+
+// descendants are the processes below pid, zombies included.
+func descendants(pid int) []procInfo {
+	tab := procTable()
+	kids := map[int][]procInfo{}
+	for _, p := range tab {
+		kids[p.ppid] = append(kids[p.ppid], p)
+	}
+	var out []procInfo
+	queue := []int{pid}
+	for len(queue) > 0 {
+		q := queue[0]
+		queue = queue[1:]
+		for _, c := range kids[q] {
+			out = append(out, c)
+			queue = append(queue, c.pid)
+		}
+	}
+	return out
+}
+
+// reap reaps the adopted orphans that have exited (never an exec.Cmd child:
+// its Wait does that).
+func (p *procs) reap() {
+	self := os.Getpid()
+	for _, pi := range procTable() {
+		if pi.ppid != self || pi.state != 'Z' {
+			continue
+		}
+		p.mu.Lock()
+		ours := p.cmds[pi.pid]
+		p.mu.Unlock()
+		if !ours {
+			var ws unix.WaitStatus
+			unix.Wait4(pi.pid, &ws, unix.WNOHANG, nil)
+		}
+	}
+}
+
+// alive reports whether pid runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// killAll SIGKILLs every live descendant of the bench, by pid, and waits
+// (at most 10 s) until none is left. Call it only between scenarios.
+func (p *procs) killAll() {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		left := 0
+		for _, d := range descendants(os.Getpid()) {
+			if d.state != 'Z' {
+				unix.Kill(d.pid, unix.SIGKILL)
+				left++
+			}
+		}
+		p.reap()
+		if left == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// copyExe copies an executable to to (atomically, by rename).
+func copyExe(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(to+".tmp", b, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(to+".tmp", to)
+}
+
+// startPlain starts a server that is not a preforkd master (its output
+// goes to a file in tmp) and waits until GET / answers on port.
+func startPlain(p *procs, tmp, bin string, port int, args ...string) error {
+	out, err := os.CreateTemp(tmp, filepath.Base(bin)+"-*.log")
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := p.start(cmd); err != nil {
+		return err
+	}
+	go cmd.Wait()
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			c.CloseIdleConnections()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(out.Name())
+	return fmt.Errorf("%s did not answer on port %d within 30s:\n%s", bin, port, b)
+}
+
+// connSplit counts the established TCP connections to 127.0.0.1:port by
+// the process that holds them (any descendant of the bench), largest
+// first: how a shared accept queue spread a client's connections.
+func connSplit(port int) []int {
+	owner := map[string]int{} // socket inode → pid
+	for _, d := range descendants(os.Getpid()) {
+		dir := fmt.Sprintf("/proc/%d/fd", d.pid)
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			l, err := os.Readlink(dir + "/" + e.Name())
+			if err == nil && strings.HasPrefix(l, "socket:[") {
+				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = d.pid
+			}
+		}
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return nil
+	}
+	want := fmt.Sprintf(":%04X", port)
+	byPID := map[int]int{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		// local address, remote, state 01 = ESTABLISHED, …, inode (field 9).
+		if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == "01" {
+			if pid, ok := owner[f[9]]; ok {
+				byPID[pid]++
+			}
+		}
+	}
+	var out []int
+	for _, n := range byPID {
+		out = append(out, n)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(out)))
+	return out
+}
