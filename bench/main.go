@@ -40,6 +40,7 @@ func (b *bench) logf(format string, a ...any) {
 // results are everything the report shows; a section not run is nil.
 type results struct {
 	machine    machine
+	cpu        cpuUse
 	root       string
 	took       map[string]time.Duration // by section
 	total      time.Duration
@@ -88,6 +89,7 @@ func run() error {
 	}()
 
 	res := &results{machine: describeMachine(), root: root, took: map[string]time.Duration{}, quick: *quick}
+	cpu0 := readCPU()
 	sections := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		sections[strings.TrimSpace(s)] = true
@@ -116,6 +118,8 @@ func run() error {
 		res.took[s.key] = time.Since(began)
 	}
 	res.total = time.Since(b.began)
+	p.killAll()
+	res.cpu = readCPU().since(cpu0, res.total)
 	outPath, chartPath := inRoot(root, *out), inRoot(root, *chart)
 	if res.live != nil {
 		if err := os.WriteFile(chartPath, []byte(chartSVG(res.live)), 0o644); err != nil {
@@ -217,4 +221,51 @@ func describeMachine() machine {
 		}
 	}
 	return m
+}
+
+// cpuSample is the machine's CPU time and the bench's own (itself and
+// every descendant it or they reaped), in clock ticks.
+type cpuSample struct{ busy, steal, own float64 }
+
+// cpuUse is what the machine did during the run, in CPU-seconds.
+type cpuUse struct {
+	capacity, busy, own, steal float64
+}
+
+// Other is the CPU time used by processes the bench did not start.
+func (c cpuUse) Other() float64 { return max(0, c.busy-c.own) }
+
+func readCPU() cpuSample {
+	var s cpuSample
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		v := make([]float64, len(f))
+		for i := 1; i < len(f); i++ {
+			fmt.Sscan(f[i], &v[i])
+		}
+		if len(f) > 8 { // cpu user nice system idle iowait irq softirq steal
+			s.busy, s.steal = v[1]+v[2]+v[3]+v[6]+v[7], v[8]
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			f := strings.Fields(string(b)[i+2:])
+			for _, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+				var x float64
+				if k < len(f) {
+					fmt.Sscan(f[k], &x)
+				}
+				s.own += x
+			}
+		}
+	}
+	return s
+}
+
+// since is the use between two samples (USER_HZ is 100 on Linux).
+func (s cpuSample) since(s0 cpuSample, d time.Duration) cpuUse {
+	const hz = 100
+	return cpuUse{capacity: d.Seconds() * float64(runtime.NumCPU()), busy: (s.busy - s0.busy) / hz,
+		own: (s.own - s0.own) / hz, steal: (s.steal - s0.steal) / hz}
 }

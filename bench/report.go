@@ -72,9 +72,12 @@ func renderReport(res *results, chart string) string {
 	head.p("\n| machine | |\n|---|---|\n")
 	head.p("| CPUs (nproc) | %d |\n| CPU model (/proc/cpuinfo) | %s |\n| memory | %s |\n| kernel (uname) | %s |\n| Go | %s |\n| wrk | %s |\n| date | %s |\n| bench wall time | %s |\n",
 		m.nproc, m.cpu, m.memTotal, m.kernel, m.goVer, m.wrk, m.date.Format("2006-01-02 15:04 MST"), res.total.Round(time.Second))
+	c := res.cpu
+	head.p("| CPU during the run (/proc/stat) | the bench and everything it started %.0f CPU-s, **other processes %.0f CPU-s (%.0f%% of the machine)**, steal %.0f CPU-s, of %.0f CPU-s |\n",
+		c.own, c.Other(), 100*c.Other()/max(1, c.capacity), c.steal, c.capacity)
 	head.p("\nEverything runs on this one machine, on 127.0.0.1: the servers, wrk and the bench's own load generator share its %d CPUs, ", m.nproc)
 	head.p("so each figure is a comparison measured side by side in the same run (reported as a ratio), not an absolute capacity. ")
-	head.p("The machine is shared and noisy: throughput is the median of several turns with the contenders alternated (A B, then B A).\n\n")
+	head.p("The machine is shared and noisy: throughput is the median of several turns with the contenders alternated (A B, then B A), and the CPU line above says how much other work ran meanwhile.\n\n")
 	head.p("Sections took: %s.\n", tookLine(res.took))
 	head.p("\n## Summary\n\n| | figure | goal | |\n|---|---|---|---|\n")
 	for _, g := range body.goals {
@@ -144,19 +147,28 @@ func ratio(a, b float64) float64 {
 }
 
 // bySplit divides a multi-process engine's turns: those where one process
-// held every wrk connection, and the others.
+// held (nearly) every wrk connection, and the others.
 func (e *engine) bySplit() (one, split []float64) {
 	if !strings.Contains(e.procs, "2 ×") {
 		return nil, nil
 	}
 	for _, x := range e.runs {
-		if len(x.Split) == 1 {
+		if concentrated(x.Split) {
 			one = append(one, x.ReqPerSec)
 		} else if len(x.Split) > 1 {
 			split = append(split, x.ReqPerSec)
 		}
 	}
 	return one, split
+}
+
+// concentrated reports whether one process held ≥ 90% of the connections.
+func concentrated(split []int) bool {
+	total := 0
+	for _, n := range split {
+		total += n
+	}
+	return total > 0 && split[0]*10 >= total*9
 }
 
 // spread is (max − min) / median of an engine's turns.
@@ -186,7 +198,7 @@ func (r *report) throughput(t *throughput) {
 				split = append(split, strconv.Itoa(n))
 			}
 			turns = append(turns, fmt.Sprintf("%s (%s)", fmtN(int64(x.ReqPerSec)), strings.Join(split, "+")))
-			if strings.Contains(e.procs, "2 ×") && len(x.Split) == 1 {
+			if strings.Contains(e.procs, "2 ×") && concentrated(x.Split) {
 				lopsided = true
 			}
 		}
@@ -198,14 +210,14 @@ func (r *report) throughput(t *throughput) {
 	r.p("\nSpread is (max − min) ÷ median of the turns: how much this machine moved during the section. ")
 	r.p("The connections per process are sampled from /proc/net/tcp halfway through each turn: with one shared accept queue, wrk's %d connections, opened at once, land wherever the accepting processes happen to be.", t.conns)
 	if lopsided {
-		r.p(" In some turns one worker took all of them: the first worker to wake drains the burst of connects in its accept loop.")
+		r.p(" In some turns one worker took all or nearly all (≥ 90%%) of them: the first worker to wake drains the burst of connects in its accept loop.")
 		var faster, slower []string
 		for _, e := range t.engines {
 			one, split := e.bySplit()
 			if len(one) == 0 || len(split) == 0 {
 				continue
 			}
-			s := fmt.Sprintf("%s: %s req/s with one worker holding every connection, %s split", e.key, fmtN(int64(medianF(one))), fmtN(int64(medianF(split))))
+			s := fmt.Sprintf("%s: %s req/s with one worker holding ≥ 90%% of the connections, %s split", e.key, fmtN(int64(medianF(one))), fmtN(int64(medianF(split))))
 			if medianF(one) > medianF(split) {
 				faster = append(faster, s)
 			} else {
@@ -237,12 +249,18 @@ func (r *report) throughput(t *throughput) {
 		}
 		return ""
 	}
-	whyAB := fmt.Sprintf("split in two: preforkd's per-request work (the HTTP metrics every worker gets, `metrics.NewHTTPMetrics`, and the drain's connection tracking, `server.HTTP`) costs one process %.0f%% (b+/b = %.2f×), "+
-		"and the process model %.0f%% (a/b+ = %.2f×: %s against %s, the same per-request work). ", 100*(1-rr(bi, b)), rr(bi, b), 100*(1-rr(a, bi)), rr(a, bi), a.procs, b.procs)
+	cost := func(x float64) string {
+		if x >= 1 {
+			return "nothing"
+		}
+		return fmt.Sprintf("%.0f%%", 100*(1-x))
+	}
+	whyAB := fmt.Sprintf("split in two: preforkd's per-request work (the HTTP metrics every worker gets, `metrics.NewHTTPMetrics`, and the drain's connection tracking, `server.HTTP`) costs one process %s (b+/b = %.2f×), "+
+		"and the process model %s (a/b+ = %.2f×: %s against %s, the same per-request work). ", cost(rr(bi, b)), rr(bi, b), cost(rr(a, bi)), rr(a, bi), a.procs, b.procs)
 	oneA, splitA := a.bySplit()
 	switch {
 	case len(oneA) > 0 && strings.Contains(a.procs, "GOMAXPROCS=1"):
-		whyAB += fmt.Sprintf("In %d of %d turns one worker held all of wrk's %d connections (the first worker to wake drains the burst of connects), so preforkd served with one process and GOMAXPROCS=1 (the CPUs/workers share the master gives each worker) against b's %s: one P against two. ",
+		whyAB += fmt.Sprintf("In %d of %d turns one worker held ≥ 90%% of wrk's %d connections (the first worker to wake drains the burst of connects), so preforkd served with one process and GOMAXPROCS=1 (the CPUs/workers share the master gives each worker) against b's %s: one P against two. ",
 			len(oneA), len(a.runs), t.conns, b.procs)
 		if len(splitA) > 0 {
 			whyAB += fmt.Sprintf("In its turns with the connections split, a made %s req/s (%.2f× of b). ", fmtN(int64(medianF(splitA))), ratio(medianF(splitA), b.reqs()))
