@@ -82,27 +82,29 @@ func (h *handoff) receive(timeout time.Duration) (handoffMsg, error) {
 	if h.pred == nil {
 		return handoffMsg{}, nil
 	}
-	var best handoffMsg
-	found := false
-	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 64<<10)
-	for {
-		h.pred.SetReadDeadline(deadline)
-		n, err := h.pred.Read(buf)
-		if err != nil {
-			if found {
-				break
-			}
-			return best, fmt.Errorf("hand-off from the previous master: %w", err)
+	h.pred.SetReadDeadline(time.Now().Add(timeout))
+	n, err := h.pred.Read(buf)
+	if err != nil {
+		return handoffMsg{}, fmt.Errorf("hand-off from the previous master: %w", err)
+	}
+	var best handoffMsg
+	json.Unmarshal(buf[:n], &best)
+	// A failed attempt's offer may sit before ours: take every message
+	// already queued, without waiting for more (one non-blocking read each;
+	// a deadline in the past would make the poller refuse to read at all).
+	rc, err := h.pred.SyscallConn()
+	for err == nil {
+		var rerr error
+		n = 0
+		rc.Read(func(fd uintptr) bool { n, rerr = unix.Read(int(fd), buf); return true })
+		if rerr != nil || n <= 0 {
+			break
 		}
 		var m handoffMsg
 		if json.Unmarshal(buf[:n], &m) == nil && m.Attempt >= best.Attempt {
-			best, found = m, true
+			best = m
 		}
-		// Drain what is already queued (a failed attempt's offer may sit
-		// before ours) without waiting for more. Not time.Now(): with a
-		// deadline already past, the poller times out without reading.
-		deadline = time.Now().Add(50 * time.Millisecond)
 	}
 	h.got = best
 	return best, nil
