@@ -163,10 +163,11 @@ func TestHeartbeatKillsStuckWorker(t *testing.T) {
 	}
 }
 
-// A worker that exits at once keeps being restarted with growing delays;
-// the master stays up and uses under 2% CPU over 10 s.
+// A worker that exits at once keeps being restarted with growing delays
+// (with -start-attempts 0: by default such a start fails, see
+// TestFailedStart); the master stays up and uses under 2% CPU over 10 s.
 func TestCrashLoopBackoff(t *testing.T) {
-	m := startMaster(t, Opts{Workers: 1, Command: []string{"sh", "-c", "exit 3"}, NoWait: true})
+	m := startMaster(t, Opts{Workers: 1, Command: []string{"sh", "-c", "exit 3"}, NoWait: true, Args: []string{"-start-attempts", "0"}})
 	waitFor(t, 10*time.Second, "first restarts", func() bool {
 		return len(logLines(m.Log.String(), "exited early")) >= 2
 	})

@@ -90,7 +90,7 @@ func TestOutOfProcesses(t *testing.T) {
 	if _, err := exec.LookPath("prlimit"); err != nil {
 		t.Fatal("prlimit (util-linux) is required")
 	}
-	m := startMaster(t, Opts{Workers: 4, NoWait: true, Args: []string{"-user", "nobody", "-backoff-max", "500ms"},
+	m := startMaster(t, Opts{Workers: 4, NoWait: true, Args: []string{"-user", "nobody", "-backoff-max", "500ms", "-start-attempts", "0"},
 		Wrapper: []string{"prlimit", "--nproc=2:2", "--"}})
 	waitFor(t, 20*time.Second, "failed starts", func() bool {
 		return len(logLines(m.Log.String(), "cannot start worker")) >= 6

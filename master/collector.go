@@ -1,3 +1,5 @@
+//go:build linux
+
 package master
 
 import (
@@ -67,22 +69,17 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descStartErr, prometheus.CounterValue, float64(st.StartFailures))
 	var ups map[string]uint64
-	m.inLoop(func() {
-		ups = make(map[string]uint64, len(m.upgrades))
-		for k, v := range m.upgrades {
-			ups[k] = v
-		}
-	})
-	for _, r := range []string{"success", "failed", "refused"} {
+	m.do(func() { ups = m.up.snapshot() })
+	for _, r := range upgradeResults {
 		ch <- prometheus.MustNewConstMetric(descUpgrade, prometheus.CounterValue, float64(ups[r]), r)
 	}
-	if m.region != nil {
-		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(m.region.Size()))
+	if m.res.region != nil {
+		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(m.res.region.Size()))
 	}
-	rejected := map[string]uint64{"stranger": st.NotifyRejected}
-	if m.notify != nil {
-		rejected["oversized"] = m.notify.oversized.Load()
-		rejected["malformed"] = m.notify.malformed.Load()
+	rejected := map[string]uint64{
+		"stranger":  st.NotifyRejected,
+		"oversized": m.res.notify.oversized.Load(),
+		"malformed": m.res.notify.malformed.Load(),
 	}
 	for k, v := range rejected {
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(v), k)

@@ -45,7 +45,7 @@ type Config struct {
 	// get it as WATCHDOG_USEC. Zero: off.
 	Heartbeat time.Duration
 	// StartTimeout is how long a worker may take to send READY=1 before it
-	// is killed and counted as a failed start. Defaults to 1m.
+	// is killed; that counts as an early death (see StartAttempts). Defaults to 1m.
 	StartTimeout time.Duration
 	// ReadyDelay, when positive, treats a worker that has not sent
 	// READY=1 after this long as ready (for commands that never notify).
@@ -53,6 +53,14 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the restart delay of a slot whose
 	// workers die before StablePeriod. Default 100ms and 10s.
 	BackoffMin, BackoffMax time.Duration
+	// StartAttempts is how many times the workers of one slot may die
+	// before becoming ready, while no worker of this master has ever been
+	// ready, before the start fails: the master then stops and Run returns
+	// an error naming the last worker's exit status and last stderr line
+	// (so that systemd or Kubernetes shows the service as failed). Once
+	// any worker has been ready the master never gives up on a slot.
+	// Defaults to 3; negative: never give up.
+	StartAttempts int
 	// StablePeriod is how long a worker must have been ready for its death
 	// to restart it at once and reset its slot's backoff. Defaults to 1s.
 	StablePeriod time.Duration
@@ -128,6 +136,9 @@ func (c *Config) setDefaults() {
 	def(&c.BackoffMin, 100*time.Millisecond)
 	def(&c.BackoffMax, 10*time.Second)
 	def(&c.StablePeriod, time.Second)
+	if c.StartAttempts == 0 {
+		c.StartAttempts = 3
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

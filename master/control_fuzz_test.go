@@ -1,3 +1,5 @@
+//go:build linux
+
 package master
 
 import (
@@ -17,29 +19,30 @@ import (
 // control requests, enough to serve the control API without processes.
 func controlMaster(t testing.TB) *master {
 	h := newHarness(t, superConfig{desired: 2})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := &master{
-		cfg: Config{Version: "test"}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		sup: h.s, quit: make(chan struct{}), ctlReqs: make(chan func()), upgrades: map[string]uint64{}, started: time.Now(),
+		cfg: Config{Version: "test"}, log: log, sup: h.s, owner: newOwner(), quit: make(chan struct{}),
+		started: time.Now(), stopReq: make(chan struct{}, 1), res: &resources{notify: &notifySocket{}},
+		up: newUpgrade(&fakeUpgrader{}, &fakeSuccessor{}, &fakeNotifier{}, log, 1, nil),
 	}
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(m.done)
 		for {
 			select {
-			case f := <-m.ctlReqs:
+			case f := <-m.ops:
 				f()
 			case <-m.quit:
 				return
 			}
 		}
 	}()
-	t.Cleanup(func() { close(m.quit); <-done })
+	t.Cleanup(func() { close(m.quit); <-m.done })
 	return m
 }
 
 func TestControlAPI(t *testing.T) {
 	m := controlMaster(t)
-	h := m.controlHandler()
+	h := controlHandler(m)
 	do := func(method, target string) (int, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -81,7 +84,7 @@ func FuzzControlAPI(f *testing.F) {
 		f.Add(s.method, s.target, []byte(s.body))
 	}
 	m := controlMaster(f)
-	h := m.controlHandler()
+	h := controlHandler(m)
 	f.Fuzz(func(t *testing.T, method, target string, body []byte) {
 		if strings.Contains(target, "stop") {
 			return // would end the shared master

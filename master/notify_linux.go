@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync/atomic"
 
+	"github.com/preforkd/preforkd/internal/contract"
 	"github.com/preforkd/preforkd/internal/sdnotify"
 	"golang.org/x/sys/unix"
 )
@@ -81,7 +82,7 @@ func (n *notifySocket) serve(out chan<- noteEvent, quit <-chan struct{}) {
 			n.malformed.Add(1)
 			continue
 		}
-		ev := noteEvent{pid: pid, ready: f.Ready, watchdog: f.Watchdog, stopping: f.Stopping, status: f.Status, recycle: f.Vars[RecycleVar]}
+		ev := noteEvent{pid: pid, ready: f.Ready, watchdog: f.Watchdog, stopping: f.Stopping, status: f.Status, recycle: f.Vars[contract.RecycleVar]}
 		select {
 		case out <- ev:
 		case <-quit:
@@ -89,11 +90,6 @@ func (n *notifySocket) serve(out chan<- noteEvent, quit <-chan struct{}) {
 		}
 	}
 }
-
-// RecycleVar is the notification variable with which a worker asks to be
-// replaced gracefully (its value is the reason, e.g. "max-requests"). It is
-// not one of systemd's, which ignores unknown variables.
-const RecycleVar = "X_PREFORKD_RECYCLE"
 
 func senderPid(oob []byte) int {
 	msgs, err := unix.ParseSocketControlMessage(oob)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,10 +22,10 @@ import (
 // The scan reads /proc rather than calling waitid(P_ALL, WNOWAIT), which
 // would keep returning the first zombie — possibly a worker's — and never
 // reach the orphans behind it.
-func (p *execProcs) reapOrphans(upgrading *atomic.Bool) int {
+func (p *execProcs) reapOrphans(upgrading func() bool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if upgrading.Load() {
+	if upgrading() {
 		return 0
 	}
 	me := os.Getpid()
@@ -75,7 +74,7 @@ func (m *master) runReaper() {
 		case <-m.quit:
 			return
 		}
-		if n := m.procs.reapOrphans(&m.upgradingFlag); n > 0 {
+		if n := m.procs.reapOrphans(m.up.running); n > 0 {
 			m.log.Debug("reaped orphaned processes", "count", n)
 		}
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package master
 
 import (
@@ -84,8 +86,9 @@ func (e exitStatus) reason() string {
 
 // exitEvent reports a reaped worker.
 type exitEvent struct {
-	pid    int
-	status exitStatus
+	pid      int
+	status   exitStatus
+	lastLine string // the last line the worker wrote to stderr
 }
 
 // noteEvent is a notification received from pid.

@@ -12,24 +12,55 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/preforkd/preforkd/internal/contract"
+	"github.com/preforkd/preforkd/listener"
 	"golang.org/x/sys/unix"
 )
 
-// Environment of the master → worker contract (DESIGN.md).
-const (
-	EnvWorker      = "PREFORK_WORKER"
-	EnvGeneration  = "PREFORK_GENERATION"
-	EnvStateFd     = "PREFORK_STATE_FD"
-	EnvStateSize   = "PREFORK_STATE_SIZE"
-	EnvMetricsFd   = "PREFORK_METRICS_FD"
-	EnvMasterFd    = "PREFORK_MASTER_FD"
-	EnvMasterPid   = "PREFORK_MASTER_PID"
-	EnvGrace       = "PREFORK_GRACE"
-	EnvExecShim    = "PREFORK_EXEC_SHIM"
-	EnvMaxRequests = "PREFORK_MAX_REQUESTS"
-	envTableflip   = "TABLEFLIP_HAS_PARENT_7DIU3"
-)
+// spawnSpec builds what every worker of this master gets: the hand-off
+// contract of package internal/contract.
+func (m *master) spawnSpec() spawnSpec {
+	sp := spawnSpec{path: "/proc/self/exe", args: os.Args, cred: m.cfg.Credential}
+	env := workerEnv(os.Environ())
+	if len(m.cfg.Command) > 0 {
+		sp.args = append([]string{os.Args[0]}, m.cfg.Command...)
+		env = append(env, contract.ExecShim+"=1")
+	}
+	sp.files = listener.Files(m.res.socks)
+	sp.nonblock = sp.files
+	env = append(env, listener.Env(m.res.socks)...)
+	if r := m.res.region; r != nil {
+		env = append(env, contract.StateFd+"="+strconv.Itoa(3+len(sp.files)), contract.StateSize+"="+strconv.FormatInt(r.Size(), 10))
+		sp.files = append(sp.files, r.File())
+	}
+	env = append(env, contract.MasterFd+"="+strconv.Itoa(3+len(sp.files)))
+	sp.files = append(sp.files, m.res.lifeR)
+	sp.nonblock = append(sp.nonblock, m.res.lifeR)
+	sp.perWorker = m.metricsSocket
+	env = append(env,
+		"NOTIFY_SOCKET="+m.res.notify.addr,
+		contract.MasterPid+"="+strconv.Itoa(os.Getpid()),
+		contract.Grace+"="+m.cfg.Grace.String(),
+	)
+	if os.Getenv("GOMAXPROCS") == "" {
+		// N workers share the CPUs: one P per worker's share (as fasthttp's
+		// prefork does), so that idle Ps don't spin against the other
+		// workers. A GOMAXPROCS in the master's environment wins. The
+		// count is fixed at the master's start (a scaled worker count
+		// takes effect at the next upgrade).
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/m.cfg.Workers)))
+	}
+	if m.cfg.MaxRequests > 0 {
+		env = append(env, contract.MaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests))
+	}
+	if m.cfg.Heartbeat > 0 {
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(m.cfg.Heartbeat.Microseconds(), 10))
+	}
+	sp.env = env
+	return sp
+}
 
 // spawnSpec is what every worker of a master gets.
 type spawnSpec struct {
@@ -113,11 +144,15 @@ func (p *execProcs) start(slot, gen int) (int, error) {
 func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	sp := p.spec
 	cmd := &exec.Cmd{
-		Path:       sp.path,
-		Args:       sp.args,
-		Stdin:      nil,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
+		Path:   sp.path,
+		Args:   sp.args,
+		Stdin:  nil,
+		Stdout: os.Stdout,
+		// Through a pipe, to remember the last line (a failed start names
+		// it). Wait waits for the copy; WaitDelay bounds that when a
+		// worker's child keeps the pipe open.
+		Stderr:     &lastLine{w: os.Stderr},
+		WaitDelay:  time.Second,
 		ExtraFiles: sp.files,
 		// Own process group: a terminal's ^C reaches only the master,
 		// which then drains the workers in order.
@@ -128,7 +163,7 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	}
 	env := make([]string, 0, len(sp.env)+4)
 	env = append(env, sp.env...)
-	env = append(env, EnvWorker+"="+strconv.Itoa(slot), EnvGeneration+"="+strconv.Itoa(gen))
+	env = append(env, contract.Worker+"="+strconv.Itoa(slot), contract.Generation+"="+strconv.Itoa(gen))
 	var after func(int, error)
 	if sp.perWorker != nil {
 		files, wenv, a, err := sp.perWorker(slot, 3+len(sp.files))
@@ -152,7 +187,7 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	p.mu.Unlock()
 	// os.StartProcess calls Fd on every ExtraFiles entry; should that have
 	// changed a shared socket's blocking mode (a File made by net would),
-	// put it back as it was (DESIGN.md, traps).
+	// put it back as it was (a trap: O_NONBLOCK belongs to the open file description every worker shares).
 	for i, f := range sp.nonblock {
 		if now := fcntlFlags(f); flags[i] >= 0 && now >= 0 && now&unix.O_NONBLOCK != flags[i]&unix.O_NONBLOCK {
 			unix.SetNonblock(int(f.Fd()), flags[i]&unix.O_NONBLOCK != 0)
@@ -176,7 +211,7 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 		p.mu.Lock()
 		delete(p.live, pid)
 		p.mu.Unlock()
-		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState)}
+		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState), lastLine: cmd.Stderr.(*lastLine).String()}
 	}()
 	return pid, nil
 }
@@ -230,8 +265,8 @@ func workerEnv(environ []string) []string {
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case k == envTableflip, k == "NOTIFY_SOCKET", k == "WATCHDOG_USEC", k == "WATCHDOG_PID",
-			strings.HasPrefix(k, "LISTEN_"), strings.HasPrefix(k, "PREFORK_"):
+		case k == contract.Tableflip, k == "NOTIFY_SOCKET", k == "WATCHDOG_USEC", k == "WATCHDOG_PID",
+			strings.HasPrefix(k, "LISTEN_"), strings.HasPrefix(k, contract.Prefix):
 			continue
 		}
 		out = append(out, kv)

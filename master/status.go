@@ -1,7 +1,5 @@
 package master
 
-import "sort"
-
 // Status is the master's report, served as JSON by the control socket's
 // GET /status. Durations are in seconds.
 type Status struct {
@@ -53,50 +51,4 @@ type Memory struct {
 	RSS      uint64 `json:"rss_bytes"`
 	PSS      uint64 `json:"pss_bytes"`
 	PSSShmem uint64 `json:"pss_shmem_bytes"`
-}
-
-// snapshot reads the supervisor's state; call it in the owner goroutine.
-func (s *supervisor) snapshot() Status {
-	now := s.now()
-	st := Status{
-		Generation:     s.cfg.gen,
-		Desired:        s.desired,
-		Stopping:       s.stopping,
-		NotifyRejected: s.stats.notifyRejected,
-		StartFailures:  s.stats.startFailures,
-	}
-	attached := map[*worker]bool{}
-	for _, sl := range s.slots {
-		ss := SlotStatus{Slot: sl.index, Restarts: sl.restarts, LastExit: sl.lastExit, Backoff: sl.delay.Seconds(), State: "backoff"}
-		if w := sl.cur; w != nil {
-			attached[w] = true
-			ss.PID, ss.State, ss.Uptime, ss.Status = w.pid, w.state.String(), now.Sub(w.started).Seconds(), w.status
-		}
-		if w := sl.next; w != nil {
-			attached[w] = true
-			ss.Replacing = w.pid
-		}
-		st.Slots = append(st.Slots, ss)
-	}
-	for _, w := range s.workers {
-		if !attached[w] {
-			st.Draining = append(st.Draining, WorkerStatus{Slot: w.slot, PID: w.pid, Reason: w.killReason, Uptime: now.Sub(w.started).Seconds()})
-		}
-	}
-	sort.Slice(st.Draining, func(i, j int) bool { return st.Draining[i].PID < st.Draining[j].PID })
-	return st
-}
-
-// counters are the supervisor's counters for metrics.
-type counters struct {
-	Restarts map[restartKey]uint64
-}
-
-// takeCounters copies the restart counters.
-func (s *supervisor) takeCounters() counters {
-	c := counters{Restarts: make(map[restartKey]uint64, len(s.stats.restarts))}
-	for k, v := range s.stats.restarts {
-		c.Restarts[k] = v
-	}
-	return c
 }

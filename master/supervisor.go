@@ -1,3 +1,5 @@
+//go:build linux
+
 package master
 
 import (
@@ -35,8 +37,12 @@ type superConfig struct {
 	maxRSS       uint64              // recycle a worker above this RSS (0: off)
 	observeStart func(time.Duration) // start-to-ready times (metrics); may be nil
 	rssEvery     time.Duration       // how often RSS is checked (default 1s)
-	log          *slog.Logger
-	hooks        Hooks
+	// startAttempts, when positive, is how many early deaths of one
+	// slot's workers fail the start while no worker has ever been ready.
+	startAttempts int
+	external      bool // workers are an external command (for hints)
+	log           *slog.Logger
+	hooks         Hooks
 }
 
 // supervisor owns the slots and workers. One goroutine (run) owns all of
@@ -44,23 +50,24 @@ type superConfig struct {
 type supervisor struct {
 	cfg   superConfig
 	procs procs
+	owner                // run's goroutine owns every field below
 	exits chan exitEvent // from procs
 	notes chan noteEvent // from the notify socket
-	ops   chan func()    // run in the owner goroutine
-	done  chan struct{}  // closed when run returns
 	first chan struct{}  // closed once the first workers are all ready
 	log   *slog.Logger
 	rng   *rand.Rand
 	now   func() time.Time
 
-	slots    []*slot
-	workers  map[int]*worker
-	desired  int
-	roll     *rolling
-	stopping bool
-	firstOK  bool
-	stats    stats
-	rssAt    time.Time // next RSS check
+	slots     []*slot
+	workers   map[int]*worker
+	desired   int
+	roll      *rolling
+	stopping  bool
+	firstOK   bool
+	everReady bool  // some worker of this supervisor has been ready
+	err       error // why run ended other than by stop: the start failed
+	stats     stats
+	rssAt     time.Time // next RSS check
 }
 
 // stats are counters read by status and metrics.
@@ -75,21 +82,13 @@ type restartKey struct {
 	reason string
 }
 
-type rolling struct {
-	queue   []int
-	pending *worker
-	reason  string
-	reply   []chan error
-}
-
 func newSupervisor(cfg superConfig, p procs, exits chan exitEvent, notes chan noteEvent) *supervisor {
 	return &supervisor{
 		cfg:     cfg,
 		procs:   p,
 		exits:   exits,
 		notes:   notes,
-		ops:     make(chan func()),
-		done:    make(chan struct{}),
+		owner:   newOwner(),
 		first:   make(chan struct{}),
 		log:     cfg.log,
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
@@ -135,19 +134,6 @@ func (s *supervisor) run(ctx context.Context) {
 			ctxDone = nil
 			s.stop(true)
 		}
-	}
-}
-
-// do runs f in the owner goroutine and waits for it. It returns false if
-// the supervisor has already finished.
-func (s *supervisor) do(f func()) bool {
-	ran := make(chan struct{})
-	select {
-	case s.ops <- func() { f(); close(ran) }:
-		<-ran
-		return true
-	case <-s.done:
-		return false
 	}
 }
 
@@ -233,6 +219,10 @@ func (s *supervisor) onExit(ev exitEvent) {
 		return
 	}
 	sl.failures++
+	if !s.everReady && s.cfg.startAttempts > 0 && sl.failures >= s.cfg.startAttempts {
+		s.failStart(sl, w, status, ev.lastLine)
+		return
+	}
 	sl.delay = backoff(sl.failures, s.cfg.backoffMin, s.cfg.backoffMax, s.rng)
 	sl.until = now.Add(sl.delay)
 	l.Warn("worker exited early; restarting after backoff", "failures", sl.failures, "retry_in", sl.delay.Round(time.Millisecond))
@@ -262,7 +252,34 @@ func (s *supervisor) onNote(ev noteEvent) {
 	}
 }
 
+// failStart ends a start that cannot succeed: no worker has ever been
+// ready, and slot sl's workers died early startAttempts times. Systemd and
+// gunicorn fail such a service too, so that the failure shows; once any
+// worker has been ready the supervisor never gives up.
+func (s *supervisor) failStart(sl *slot, w *worker, status, lastLine string) {
+	msg := fmt.Sprintf("the start failed: the workers of slot %d died %d times before any worker was ever ready (last: pid %d %s", sl.index, sl.failures, w.pid, status)
+	if lastLine != "" {
+		msg += fmt.Sprintf("; its last line: %q", lastLine)
+	}
+	msg += ")"
+	if w.killReason == "start-timeout" {
+		msg += "; " + s.readyHint()
+	}
+	s.err = errors.New(msg)
+	s.log.Error(msg)
+	s.stop(false) // no worker ever served: nothing to drain
+}
+
+// readyHint says how a worker becomes ready.
+func (s *supervisor) readyHint() string {
+	if s.cfg.external {
+		return "the command must send READY=1 to $NOTIFY_SOCKET (sd_notify), or set -ready-delay"
+	}
+	return "call w.Ready() (or serve with server.ServeHTTP or server.Serve)"
+}
+
 func (s *supervisor) markReady(w *worker, now time.Time) {
+	s.everReady = true
 	w.state = ready
 	w.readyAt = now
 	w.lastBeat = now
@@ -291,6 +308,34 @@ func (s *supervisor) markReady(w *worker, now time.Time) {
 		s.rollNext()
 	}
 	s.checkFirst()
+}
+
+// carryRestarts continues the restart counters of the previous master
+// (call before run).
+func (s *supervisor) carryRestarts(rs []restartCount) {
+	for _, r := range rs {
+		s.stats.restarts[restartKey{r.Slot, r.Reason}] += r.N
+	}
+}
+
+// restartCounts copies the restart counters, to hand them to a new master.
+func (s *supervisor) restartCounts() []restartCount {
+	out := make([]restartCount, 0, len(s.stats.restarts))
+	for k, v := range s.stats.restarts {
+		out = append(out, restartCount{Slot: k.slot, Reason: k.reason, N: v})
+	}
+	return out
+}
+
+// readyCount is the number of slots whose current worker is ready.
+func (s *supervisor) readyCount() int {
+	n := 0
+	for _, sl := range s.slots {
+		if sl.cur != nil && sl.cur.state == ready {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *supervisor) checkFirst() {
@@ -329,87 +374,6 @@ func (s *supervisor) kill(w *worker, reason string) {
 	w.state = stopping
 	if err := s.procs.signal(w.pid, unix.SIGKILL); err != nil {
 		s.wlog(w).Warn("cannot kill worker", "err", err)
-	}
-}
-
-// nextWake is the earliest time something is due.
-func (s *supervisor) nextWake() (time.Time, bool) {
-	var t time.Time
-	set := func(c time.Time) {
-		if t.IsZero() || c.Before(t) {
-			t = c
-		}
-	}
-	if !s.stopping {
-		for _, sl := range s.slots {
-			if sl.cur == nil && !sl.until.IsZero() {
-				set(sl.until)
-			}
-		}
-		if s.cfg.maxRSS > 0 {
-			set(s.rssAt)
-		}
-	}
-	for _, w := range s.workers {
-		switch w.state {
-		case stopping:
-			if !w.killed {
-				set(w.killAt)
-			}
-		case starting:
-			if s.cfg.readyDelay > 0 {
-				set(w.started.Add(s.cfg.readyDelay))
-			}
-			if s.cfg.startTimeout > 0 {
-				set(w.started.Add(s.cfg.startTimeout))
-			}
-		case ready:
-			if s.cfg.heartbeat > 0 {
-				set(w.lastBeat.Add(s.cfg.heartbeat))
-			}
-		}
-	}
-	return t, !t.IsZero()
-}
-
-func (s *supervisor) onTimer() {
-	now := s.now()
-	if !s.stopping && s.cfg.maxRSS > 0 && !now.Before(s.rssAt) {
-		every := s.cfg.rssEvery
-		if every <= 0 {
-			every = time.Second
-		}
-		s.rssAt = now.Add(every)
-		s.checkRSS()
-	}
-	if !s.stopping {
-		for _, sl := range s.slots {
-			if sl.cur == nil && !sl.until.IsZero() && !now.Before(sl.until) {
-				sl.until = time.Time{}
-				sl.cur = s.spawn(sl)
-			}
-		}
-	}
-	for _, w := range s.workers {
-		switch w.state {
-		case stopping:
-			if !w.killed && !now.Before(w.killAt) {
-				s.wlog(w).Warn("grace period over; killing worker", "grace", s.cfg.grace)
-				s.kill(w, w.killReason)
-			}
-		case starting:
-			if s.cfg.readyDelay > 0 && now.Sub(w.started) >= s.cfg.readyDelay {
-				s.markReady(w, now)
-			} else if s.cfg.startTimeout > 0 && now.Sub(w.started) >= s.cfg.startTimeout {
-				s.wlog(w).Error("worker not ready in time; killing it", "start_timeout", s.cfg.startTimeout)
-				s.kill(w, "start-timeout")
-			}
-		case ready:
-			if s.cfg.heartbeat > 0 && now.Sub(w.lastBeat) >= s.cfg.heartbeat {
-				s.wlog(w).Error("worker missed its heartbeat; killing it", "silent_for", now.Sub(w.lastBeat).Round(time.Millisecond))
-				s.kill(w, "heartbeat")
-			}
-		}
 	}
 }
 
@@ -465,95 +429,4 @@ func (s *supervisor) scale(n int) error {
 	s.desired = n
 	s.checkFirst() // the slots that remain may all be ready already
 	return nil
-}
-
-// startRolling replaces every slot's worker, one slot at a time: a new
-// worker is started beside the old one, and the old one is stopped only
-// when the new one is ready. A replacement that dies or is not ready in
-// time aborts the restart and leaves the old workers serving. reply gets
-// the outcome.
-func (s *supervisor) startRolling(reason string, reply chan error) {
-	if s.stopping {
-		reply <- errStopping
-		return
-	}
-	if s.roll != nil {
-		reply <- errRollRunning
-		return
-	}
-	s.roll = &rolling{reason: reason, reply: []chan error{reply}}
-	for i := range s.slots {
-		s.roll.queue = append(s.roll.queue, i)
-	}
-	s.log.Info("rolling restart begins", "slots", len(s.roll.queue))
-	s.rollNext()
-}
-
-func (s *supervisor) rollNext() {
-	for len(s.roll.queue) > 0 {
-		i := s.roll.queue[0]
-		s.roll.queue = s.roll.queue[1:]
-		if i >= len(s.slots) {
-			continue
-		}
-		sl := s.slots[i]
-		if sl.cur == nil || sl.next != nil {
-			continue // in backoff (its next worker is new anyway) or already being replaced
-		}
-		w := s.spawn(sl)
-		if w == nil {
-			s.finishRolling(fmt.Errorf("cannot start a replacement for slot %d", i))
-			return
-		}
-		sl.next = w
-		s.roll.pending = w
-		return
-	}
-	s.finishRolling(nil)
-}
-
-func (s *supervisor) finishRolling(err error) {
-	if err != nil {
-		s.log.Error("rolling restart aborted; remaining workers keep serving", "err", err)
-	} else {
-		s.log.Info("rolling restart done")
-	}
-	for _, r := range s.roll.reply {
-		r <- err
-	}
-	s.roll = nil
-}
-
-// replace starts a replacement for w, the current worker of slot i, and
-// retires w once the new one is ready (recycling: max-rss, max-requests).
-// It does nothing if the slot is already being replaced or w is not its
-// ready current worker.
-func (s *supervisor) replace(i int, w *worker, reason string) {
-	if s.stopping || i >= len(s.slots) {
-		return
-	}
-	sl := s.slots[i]
-	if sl.cur != w || sl.next != nil || w.state != ready {
-		return
-	}
-	s.wlog(w).Info("replacing worker", "reason", reason)
-	sl.replacing = reason
-	sl.next = s.spawn(sl)
-}
-
-// checkRSS replaces every ready worker whose resident set is above
-// maxRSS.
-func (s *supervisor) checkRSS() {
-	for _, sl := range s.slots {
-		w := sl.cur
-		if w == nil || w.state != ready || sl.next != nil {
-			continue
-		}
-		rss, err := s.procs.rss(w.pid)
-		if err != nil || rss <= s.cfg.maxRSS {
-			continue
-		}
-		s.wlog(w).Warn("worker over -max-rss", "rss", rss, "max_rss", s.cfg.maxRSS)
-		s.replace(sl.index, w, "max-rss")
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/preforkd/preforkd/internal/shim"
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/metrics"
 	"github.com/preforkd/preforkd/worker"
@@ -29,8 +30,8 @@ type App func(ctx context.Context, w *worker.Worker) error
 // master (supervises until stopped). See master.Run for the master's
 // returns.
 func Run(ctx context.Context, cfg Config, app App) error {
-	if master.IsShim() {
-		return master.RunShim()
+	if shim.Is() {
+		return shim.Run()
 	}
 	if worker.IsWorker() {
 		return RunWorker(cfg.Worker, app)

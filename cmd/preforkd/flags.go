@@ -33,6 +33,7 @@ type options struct {
 	backoffMin     time.Duration
 	backoffMax     time.Duration
 	stable         time.Duration
+	startAttempts  int
 	statePath      string
 	logFormat      string
 	logLevel       string
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.readyDelay, "ready-delay", 0, "treat a worker as ready this long after its start even without READY=1 (for commands that never notify); 0 = wait for READY=1")
 	fs.DurationVar(&o.backoffMin, "backoff-min", 100*time.Millisecond, "first restart delay of a slot whose workers die early")
 	fs.DurationVar(&o.backoffMax, "backoff-max", 10*time.Second, "longest restart delay")
+	fs.IntVar(&o.startAttempts, "start-attempts", 3, "while no worker has ever been ready, a slot whose workers die this many times before ready fails the start (exit 1); 0: never give up")
 	fs.DurationVar(&o.stable, "stable-period", time.Second, "a worker ready this long is restarted at once when it dies, and resets its slot's backoff")
 	fs.StringVar(&o.statePath, "state", "", "file loaded into the shared read-only state region (default: a generated 100,000-key demo table)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -179,6 +181,7 @@ func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
 		BackoffMin:     o.backoffMin,
 		BackoffMax:     o.backoffMax,
 		StablePeriod:   o.stable,
+		StartAttempts:  startAttempts(o.startAttempts),
 		Command:        o.command,
 		Credential:     o.cred,
 		MaxRSS:         o.maxRSSBytes,
@@ -249,4 +252,13 @@ func lookupCredential(name, group string) (*master.Credential, error) {
 		return nil, fmt.Errorf("-user %q/-group %q: only a master running as root can run workers as another user", name, group)
 	}
 	return cred, nil
+}
+
+// startAttempts maps the flag (0: never give up) to Config.StartAttempts
+// (0: the default, negative: never give up).
+func startAttempts(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

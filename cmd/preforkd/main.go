@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/preforkd/preforkd/internal/shim"
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/server"
 	"github.com/preforkd/preforkd/worker"
@@ -28,8 +29,8 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 func main() {
-	if master.IsShim() {
-		err := master.RunShim()
+	if shim.Is() {
+		err := shim.Run()
 		fmt.Fprintln(os.Stderr, "preforkd: "+err.Error())
 		os.Exit(127)
 	}

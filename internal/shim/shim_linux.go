@@ -1,6 +1,6 @@
 //go:build linux
 
-package master
+package shim
 
 import (
 	"fmt"
@@ -9,24 +9,21 @@ import (
 	"runtime"
 	"strconv"
 
+	"github.com/preforkd/preforkd/internal/contract"
 	"golang.org/x/sys/unix"
 )
 
-// IsShim reports whether this process was started as the exec shim of an
-// external worker. Programs built on package server never need to call it.
-func IsShim() bool { return os.Getenv(EnvExecShim) == "1" }
-
-// RunShim is the exec shim: it sets LISTEN_PID to its own pid (os/exec
+// Run is the exec shim: it sets LISTEN_PID to its own pid (os/exec
 // cannot know the child's pid in advance), arranges to get SIGTERM when the
 // master dies (an external worker cannot read the lifeline pipe), checks
 // that the master did not die before that, and execs the command in its
-// own place (same pid). The command is os.Args[1:]. RunShim returns only
+// own place (same pid). The command is os.Args[1:]. Run returns only
 // on failure.
-func RunShim() error {
+func Run() error {
 	// The parent-death signal is a per-thread attribute that execve keeps
 	// only for the thread that calls it: set it and exec on one thread.
 	runtime.LockOSThread()
-	os.Unsetenv(EnvExecShim)
+	os.Unsetenv(contract.ExecShim)
 	if len(os.Args) < 2 {
 		return fmt.Errorf("exec shim: no command")
 	}
@@ -35,7 +32,7 @@ func RunShim() error {
 		return fmt.Errorf("exec shim: %w", err)
 	}
 	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
-	master, _ := strconv.Atoi(os.Getenv(EnvMasterPid))
+	master, _ := strconv.Atoi(os.Getenv(contract.MasterPid))
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGTERM), 0, 0, 0); err != nil {
 		return fmt.Errorf("exec shim: PR_SET_PDEATHSIG: %w", err)
 	}

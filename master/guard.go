@@ -1,0 +1,23 @@
+package master
+
+import (
+	"errors"
+	"os"
+
+	"github.com/preforkd/preforkd/internal/contract"
+)
+
+// ErrInWorker is returned by Run in a process that a master started as a
+// worker. Workers are the same executable run again with the same
+// arguments, so a main that calls Run unconditionally would make every
+// worker a master of its own (a fork bomb).
+var ErrInWorker = errors.New("master.Run called inside a worker: workers run main again with the same arguments; " +
+	"use server.Run or server.Main, which run the app in a worker and the master otherwise " +
+	"(or set Config.Command to run another program as the workers)")
+
+func checkNotWorker() error {
+	if os.Getenv(contract.Worker) != "" || os.Getenv(contract.ExecShim) != "" {
+		return ErrInWorker
+	}
+	return nil
+}

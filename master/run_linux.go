@@ -1,0 +1,123 @@
+//go:build linux
+
+package master
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"github.com/preforkd/preforkd/metrics"
+	"golang.org/x/sys/unix"
+)
+
+// Run runs a master until it is stopped (SIGTERM, SIGINT, SIGQUIT, a
+// control-socket stop, or ctx) or has handed over to a new master after an
+// upgrade. It returns nil then, once every worker of its generation is
+// gone. It returns an error, having started no worker, when the
+// configuration or a listener is bad, or when it is called inside a worker
+// (see ErrInWorker); and an error after stopping every worker when the
+// first start cannot succeed (see Config.StartAttempts). Run must be called
+// once per process.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if err := checkNotWorker(); err != nil {
+		return err
+	}
+	// Signals first: a SIGHUP or SIGTERM that arrives while we start must
+	// not kill the master outright.
+	sigs := make(chan os.Signal, 16) // one of each kind in flight
+	signal.Notify(sigs, unix.SIGHUP, unix.SIGUSR1, unix.SIGTTIN, unix.SIGTTOU, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	upg, err := tableflip.New(tableflip.Options{UpgradeTimeout: cfg.UpgradeTimeout, PIDFile: cfg.PIDFile})
+	if err != nil {
+		return fmt.Errorf("upgrader: %w", err)
+	}
+	m := &master{cfg: cfg, upg: upg, log: cfg.Logger.With("master", os.Getpid()), sigs: sigs,
+		started: time.Now(), readMemory: readMemory, owner: newOwner(), quit: make(chan struct{}),
+		stopReq: make(chan struct{}, 1)}
+	if err := m.open(upg.Fds); err != nil {
+		m.close()
+		if !upg.HasParent() {
+			upg.Stop() // a first start that failed removes what it bound
+		}
+		return err
+	}
+	defer m.close()
+	m.start()
+	return m.loop(ctx)
+}
+
+// open takes over from the previous master (if any) and opens the
+// generation's resources.
+func (m *master) open(fds *tableflip.Fds) error {
+	var err error
+	if m.res, err = openResources(fds, &m.cfg, m.upg.HasParent(), m.log); err != nil {
+		return err
+	}
+	m.gen = 1
+	if m.upg.HasParent() {
+		if m.prev, err = m.res.link.receive(5 * time.Second); err != nil {
+			return err
+		}
+		m.gen = m.prev.Generation + 1
+		if m.prev.Workers > 0 {
+			m.cfg.Workers = m.prev.Workers // a count changed at run time carries over
+		}
+	}
+	m.agg = metrics.NewAggregator(metrics.AggregatorOptions{Logger: m.log})
+	m.startHist = newStartHistogram()
+	m.up = newUpgrade(m.upg, m.res.link, m.res.sd, m.log, m.gen, m.prev.Upgrades)
+	return nil
+}
+
+// start starts the workers and every part's goroutines.
+func (m *master) start() {
+	exits := make(chan exitEvent)
+	notes := make(chan noteEvent)
+	m.procs = newExecProcs(m.spawnSpec(), exits)
+	m.sup = newSupervisor(superConfig{
+		desired: m.cfg.Workers, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
+		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
+		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.hooks(),
+		maxRSS: m.cfg.MaxRSS, observeStart: func(d time.Duration) { m.startHist.Observe(d.Seconds()) },
+		startAttempts: m.cfg.StartAttempts, external: len(m.cfg.Command) > 0,
+	}, m.procs, exits, notes)
+	m.sup.carryRestarts(m.prev.Restarts)
+	m.final, m.finalSent = make(chan struct{}), make(chan struct{})
+	m.res.link.serveSuccessor(m.agg, m.pauseMetrics, m.final, m.finalSent)
+	m.res.link.followPredecessor(m.agg)
+	supCtx, cancelSup := context.WithCancel(context.Background())
+	m.cancelSup = cancelSup
+	m.parentExited = make(chan struct{})
+	m.goBg(func() { m.res.notify.serve(notes, m.quit) })
+	m.goBg(func() { m.sup.run(supCtx) })
+	m.goBg(func() {
+		// Returns at once without a parent; otherwise when it exits (or at
+		// our own exit, when supCtx is cancelled).
+		if err := m.upg.WaitForParent(supCtx); err == nil {
+			close(m.parentExited)
+		}
+	})
+	if os.Getpid() == 1 {
+		m.goBg(m.runReaper)
+	}
+	m.serveEndpoints()
+	m.log.Info("master started", "generation", m.gen, "workers", m.cfg.Workers, "listen", specsString(m.res.socks), "version", m.cfg.Version)
+}
+
+// goBg runs f in a goroutine that close waits for.
+func (m *master) goBg(f func()) {
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		f()
+	}()
+}

@@ -1,0 +1,105 @@
+//go:build linux
+
+package master
+
+import (
+	"time"
+)
+
+// nextWake is the earliest time something is due.
+func (s *supervisor) nextWake() (time.Time, bool) {
+	var t time.Time
+	set := func(c time.Time) {
+		if t.IsZero() || c.Before(t) {
+			t = c
+		}
+	}
+	if !s.stopping {
+		for _, sl := range s.slots {
+			if sl.cur == nil && !sl.until.IsZero() {
+				set(sl.until)
+			}
+		}
+		if s.cfg.maxRSS > 0 {
+			set(s.rssAt)
+		}
+	}
+	for _, w := range s.workers {
+		switch w.state {
+		case stopping:
+			if !w.killed {
+				set(w.killAt)
+			}
+		case starting:
+			if s.cfg.readyDelay > 0 {
+				set(w.started.Add(s.cfg.readyDelay))
+			}
+			if s.cfg.startTimeout > 0 {
+				set(w.started.Add(s.cfg.startTimeout))
+			}
+		case ready:
+			if s.cfg.heartbeat > 0 {
+				set(w.lastBeat.Add(s.cfg.heartbeat))
+			}
+		}
+	}
+	return t, !t.IsZero()
+}
+
+func (s *supervisor) onTimer() {
+	now := s.now()
+	if !s.stopping && s.cfg.maxRSS > 0 && !now.Before(s.rssAt) {
+		every := s.cfg.rssEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		s.rssAt = now.Add(every)
+		s.checkRSS()
+	}
+	if !s.stopping {
+		for _, sl := range s.slots {
+			if sl.cur == nil && !sl.until.IsZero() && !now.Before(sl.until) {
+				sl.until = time.Time{}
+				sl.cur = s.spawn(sl)
+			}
+		}
+	}
+	for _, w := range s.workers {
+		switch w.state {
+		case stopping:
+			if !w.killed && !now.Before(w.killAt) {
+				s.wlog(w).Warn("grace period over; killing worker", "grace", s.cfg.grace)
+				s.kill(w, w.killReason)
+			}
+		case starting:
+			if s.cfg.readyDelay > 0 && now.Sub(w.started) >= s.cfg.readyDelay {
+				s.markReady(w, now)
+			} else if s.cfg.startTimeout > 0 && now.Sub(w.started) >= s.cfg.startTimeout {
+				s.wlog(w).Error("worker not ready in time; killing it: "+s.readyHint(), "start_timeout", s.cfg.startTimeout)
+				s.kill(w, "start-timeout")
+			}
+		case ready:
+			if s.cfg.heartbeat > 0 && now.Sub(w.lastBeat) >= s.cfg.heartbeat {
+				s.wlog(w).Error("worker missed its heartbeat; killing it", "silent_for", now.Sub(w.lastBeat).Round(time.Millisecond))
+				s.kill(w, "heartbeat")
+			}
+		}
+	}
+}
+
+// checkRSS replaces every ready worker whose resident set is above
+// maxRSS.
+func (s *supervisor) checkRSS() {
+	for _, sl := range s.slots {
+		w := sl.cur
+		if w == nil || w.state != ready || sl.next != nil {
+			continue
+		}
+		rss, err := s.procs.rss(w.pid)
+		if err != nil || rss <= s.cfg.maxRSS {
+			continue
+		}
+		s.wlog(w).Warn("worker over -max-rss", "rss", rss, "max_rss", s.cfg.maxRSS)
+		s.replace(sl.index, w, "max-rss")
+	}
+}
