@@ -56,7 +56,7 @@ type supervisor struct {
 	first chan struct{}  // closed once the first workers are all ready
 	log   *slog.Logger
 	rng   *rand.Rand
-	now   func() time.Time
+	clk   clock // every time the supervisor reads or waits for
 
 	slots     []*slot
 	workers   map[int]*worker
@@ -92,7 +92,7 @@ func newSupervisor(cfg superConfig, p procs, exits chan exitEvent, notes chan no
 		first:   make(chan struct{}),
 		log:     cfg.log,
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
-		now:     time.Now,
+		clk:     realClock{},
 		workers: make(map[int]*worker),
 		desired: cfg.desired,
 		stats:   stats{restarts: make(map[restartKey]uint64)},
@@ -109,7 +109,7 @@ func (s *supervisor) run(ctx context.Context) {
 		s.slots = append(s.slots, sl)
 		sl.cur = s.spawn(sl)
 	}
-	timer := time.NewTimer(time.Hour)
+	timer := s.clk.newTimer(time.Hour)
 	defer timer.Stop()
 	ctxDone := ctx.Done()
 	for {
@@ -117,7 +117,7 @@ func (s *supervisor) run(ctx context.Context) {
 			return
 		}
 		if wake, ok := s.nextWake(); ok {
-			timer.Reset(max(time.Until(wake), time.Millisecond))
+			timer.Reset(wake.Sub(s.now()))
 		} else {
 			timer.Reset(time.Hour)
 		}
@@ -128,7 +128,7 @@ func (s *supervisor) run(ctx context.Context) {
 			s.onNote(ev)
 		case f := <-s.ops:
 			f()
-		case <-timer.C:
+		case <-timer.C():
 			s.onTimer()
 		case <-ctxDone:
 			ctxDone = nil

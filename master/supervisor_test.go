@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ type fakeProcs struct {
 	wg         sync.WaitGroup
 	dead       map[int]bool
 	rssOf      map[int]uint64
+	clk        clock
 }
 
 type fakeStart struct {
@@ -43,7 +45,7 @@ type fakeSig struct {
 }
 
 func newFake() *fakeProcs {
-	return &fakeProcs{next: 100, exits: make(chan exitEvent), dead: map[int]bool{}, rssOf: map[int]uint64{}}
+	return &fakeProcs{next: 100, exits: make(chan exitEvent), dead: map[int]bool{}, rssOf: map[int]uint64{}, clk: realClock{}}
 }
 
 func (f *fakeProcs) start(slot, gen int) (int, error) {
@@ -54,7 +56,7 @@ func (f *fakeProcs) start(slot, gen int) (int, error) {
 		return 0, unix.EMFILE
 	}
 	f.next++
-	f.starts = append(f.starts, fakeStart{slot, f.next, time.Now()})
+	f.starts = append(f.starts, fakeStart{slot, f.next, f.clk.now()})
 	return f.next, nil
 }
 
@@ -116,7 +118,16 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg superConfig) *harness {
 	t.Helper()
+	return newHarnessClock(t, cfg, nil)
+}
+
+// newHarnessClock is newHarness with a fake clock (nil: the real one).
+func newHarnessClock(t testing.TB, cfg superConfig, clk *fakeClock) *harness {
+	t.Helper()
 	f := newFake()
+	if clk != nil {
+		f.clk = clk
+	}
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -131,6 +142,9 @@ func newHarness(t testing.TB, cfg superConfig) *harness {
 	def(&cfg.stable, 50*time.Millisecond)
 	cfg.gen = 1
 	s := newSupervisor(cfg, f, f.exits, make(chan noteEvent))
+	if clk != nil {
+		s.clk = clk
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, s: s, f: f, cancel: cancel}
 	go s.run(ctx)
@@ -166,6 +180,13 @@ func (h *harness) waitFor(what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// settle returns once the supervisor has handled everything sent to it so
+// far and re-armed its timer: each do runs at the top of a loop turn.
+func (h *harness) settle() {
+	h.s.do(func() {})
+	h.s.do(func() {})
 }
 
 // readyAll sends READY=1 for every slot's current worker.
@@ -215,14 +236,15 @@ func TestNotifyFromUnknownPidIgnored(t *testing.T) {
 }
 
 func TestStableWorkerRestartsAtOnce(t *testing.T) {
-	h := newHarness(t, superConfig{desired: 1, backoffMin: time.Second, backoffMax: time.Second})
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 1, backoffMin: time.Second, backoffMax: time.Second}, clk)
 	h.waitFor("start", func() bool { return len(h.f.startsCopy()) == 1 })
 	pid := h.readyAll()[0]
-	time.Sleep(80 * time.Millisecond) // past the stable period
-	died := time.Now()
-	h.f.exit(pid, 1)
+	h.settle()
+	clk.advance(80 * time.Millisecond) // past the stable period (50ms)
+	h.exitSettled(pid, 1, "")
 	h.waitFor("restart", func() bool { return len(h.f.startsCopy()) == 2 })
-	if d := h.f.startsCopy()[1].at.Sub(died); d > 500*time.Millisecond {
+	if d := h.f.startsCopy()[1].at.Sub(clk.now()); d != 0 {
 		t.Errorf("a worker that served past the stable period was restarted after %v, want at once", d)
 	}
 	if st := h.status(); st.Slots[0].Restarts != 1 || st.Slots[0].LastExit != "exit status 1" {
@@ -230,27 +252,30 @@ func TestStableWorkerRestartsAtOnce(t *testing.T) {
 	}
 }
 
+// Early deaths back off exponentially: driven by a fake clock, each
+// restart happens exactly when the slot's delay has passed, not before.
 func TestEarlyDeathsBackOffExponentially(t *testing.T) {
-	h := newHarness(t, superConfig{desired: 1, backoffMin: 20 * time.Millisecond, backoffMax: 400 * time.Millisecond})
-	for i := 1; i <= 6; i++ {
-		h.waitFor("start", func() bool { return len(h.f.startsCopy()) == i })
-		h.f.exit(h.f.startsCopy()[i-1].pid, 2) // dies before READY=1
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 1, backoffMin: 20 * time.Millisecond, backoffMax: 400 * time.Millisecond}, clk)
+	want := []time.Duration{20, 40, 80, 160, 320, 400} // ms, ±20% jitter
+	var delays []time.Duration
+	for i, w := range want {
+		h.waitFor("start", func() bool { return len(h.f.startsCopy()) == i+1 })
+		h.exitSettled(h.f.startsCopy()[i].pid, 2, "") // dies before READY=1
+		d := time.Duration(h.status().Slots[0].Backoff * float64(time.Second))
+		delays = append(delays, d)
+		if w *= time.Millisecond; d < w*8/10 || d > w*12/10 {
+			t.Errorf("death %d: delay %v, want %v ±20%%", i+1, d, w)
+		}
+		clk.advance(d - time.Millisecond)
+		h.settle()
+		if n := len(h.f.startsCopy()); n != i+1 {
+			t.Fatalf("death %d: restarted %v before its delay of %v", i+1, d-time.Millisecond, d)
+		}
+		clk.advance(2 * time.Millisecond) // Backoff is float seconds: round up
 	}
 	h.waitFor("7th start", func() bool { return len(h.f.startsCopy()) == 7 })
-	starts := h.f.startsCopy()
-	var gaps []time.Duration
-	for i := 1; i < len(starts); i++ {
-		gaps = append(gaps, starts[i].at.Sub(starts[i-1].at))
-	}
-	t.Logf("gaps between starts: %v", gaps)
-	// 20, 40, 80, 160, 320, 400 ms ±20%.
-	want := []time.Duration{20, 40, 80, 160, 320, 400}
-	for i, w := range want {
-		w *= time.Millisecond
-		if gaps[i] < w*7/10 || gaps[i] > w*2+50*time.Millisecond {
-			t.Errorf("gap %d = %v, want about %v", i, gaps[i], w)
-		}
-	}
+	t.Logf("delays: %v", delays)
 	if st := h.status(); st.Slots[0].Restarts != 6 {
 		t.Errorf("restarts = %d, want 6", st.Slots[0].Restarts)
 	}
@@ -525,4 +550,62 @@ func TestScaleDownCompletesFirstReady(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("first readiness not reached after scaling down to the ready slots")
 	}
+}
+
+// A start that cannot succeed ends the supervisor with an error naming
+// the slot, the count, the last status and the last line; once a worker
+// has been ready, early deaths never end it.
+func TestFailedStartEndsSupervisor(t *testing.T) {
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 2, startAttempts: 3}, clk)
+	for i := 0; i < 3; i++ {
+		h.waitFor("start", func() bool { return len(h.f.startsCopy()) >= 2+i })
+		var pid int
+		for _, s := range h.f.startsCopy() {
+			if s.slot == 0 {
+				pid = s.pid
+			}
+		}
+		h.exitSettled(pid, 3, "db: connection refused")
+		clk.advance(time.Second)
+	}
+	select {
+	case <-h.s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the supervisor did not give up")
+	}
+	for _, want := range []string{"slot 0", "died 3 times", "exit status 3", `"db: connection refused"`} {
+		if h.s.err == nil || !strings.Contains(h.s.err.Error(), want) {
+			t.Errorf("err %v does not name %s", h.s.err, want)
+		}
+	}
+}
+
+func TestReadyOnceNeverGivesUp(t *testing.T) {
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 1, startAttempts: 2}, clk)
+	h.waitFor("start", func() bool { return len(h.f.startsCopy()) == 1 })
+	h.readyAll()
+	for i := 1; i <= 5; i++ {
+		h.exitSettled(h.f.startsCopy()[i-1].pid, 1, "") // within the stable period: early
+		clk.advance(time.Second)
+		h.waitFor("restart", func() bool { return len(h.f.startsCopy()) == i+1 })
+	}
+	if h.s.err != nil {
+		t.Errorf("gave up after a worker had been ready: %v", h.s.err)
+	}
+}
+
+// exitSettled makes pid exit and returns once the supervisor has handled
+// the exit and re-armed its timer (or has returned).
+func (h *harness) exitSettled(pid, code int, lastLine string) {
+	h.t.Helper()
+	h.f.mu.Lock()
+	h.f.dead[pid] = true
+	h.f.mu.Unlock()
+	select {
+	case h.f.exits <- exitEvent{pid: pid, status: exitStatus{code: code}, lastLine: lastLine}:
+	case <-h.s.done:
+	}
+	h.settle()
 }
