@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/preforkd/preforkd/metrics"
+	"github.com/preforkd/preforkd/internal/aggregate"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,7 +56,7 @@ type linkMsg struct {
 	Upgrades map[string]uint64 `json:"upgrades,omitempty"`
 	Kind     string            `json:"kind,omitempty"`
 	ID       int               `json:"id,omitempty"`
-	Carry    *metrics.Carry    `json:"carry,omitempty"`
+	Carry    *aggregate.Carry  `json:"carry,omitempty"`
 	Done     bool              `json:"done,omitempty"`
 }
 

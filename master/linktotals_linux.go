@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/preforkd/preforkd/metrics"
+	"github.com/preforkd/preforkd/internal/aggregate"
 )
 
 // maxLinkMsg bounds one succession-link message (a SOCK_SEQPACKET record).
@@ -16,9 +16,9 @@ const maxLinkMsg = 64 << 10
 
 // totalsSource is what the link needs of the metrics aggregator.
 type totalsSource interface {
-	Totals() *metrics.Carry
-	AddCarry(*metrics.Carry)
-	SetPredecessor(func(context.Context) (*metrics.Carry, error))
+	Totals() *aggregate.Carry
+	AddCarry(*aggregate.Carry)
+	SetPredecessor(func(context.Context) (*aggregate.Carry, error))
 }
 
 // serveSuccessor serves the successor side for the life of the master, in
@@ -108,7 +108,7 @@ type predecessor struct {
 	id      int
 	replies chan linkMsg
 	mu      sync.Mutex
-	last    *metrics.Carry // the last complete reply
+	last    *aggregate.Carry // the last complete reply
 }
 
 // followPredecessor reads the predecessor socket until it closes, in a
@@ -127,7 +127,7 @@ func (h *link) followPredecessor(agg totalsSource) {
 }
 
 func (p *predecessor) read() {
-	final := &metrics.Carry{}
+	final := &aggregate.Carry{}
 	gotFinal := false
 	buf := make([]byte, maxLinkMsg)
 	for !gotFinal {
@@ -166,7 +166,7 @@ func (p *predecessor) read() {
 }
 
 // query asks the predecessor for its current totals (aggregator callback).
-func (p *predecessor) query(ctx context.Context) (*metrics.Carry, error) {
+func (p *predecessor) query(ctx context.Context) (*aggregate.Carry, error) {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
 	p.id++
@@ -179,7 +179,7 @@ func (p *predecessor) query(ctx context.Context) (*metrics.Carry, error) {
 	if _, err := p.h.pred.Write(b); err != nil {
 		return nil, err
 	}
-	c := &metrics.Carry{}
+	c := &aggregate.Carry{}
 	for {
 		select {
 		case msg := <-p.replies:

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
-	"github.com/preforkd/preforkd/metrics"
+	"github.com/preforkd/preforkd/internal/aggregate"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +35,7 @@ type master struct {
 
 	owner
 	res          *resources
-	agg          *metrics.Aggregator
+	agg          *aggregate.Aggregator
 	startHist    prometheus.Histogram
 	procs        *execProcs
 	sup          *supervisor

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
-	"github.com/preforkd/preforkd/metrics"
+	"github.com/preforkd/preforkd/internal/aggregate"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,7 +72,7 @@ func (m *master) open(fds *tableflip.Fds) error {
 			m.cfg.Workers = m.prev.Workers // a count changed at run time carries over
 		}
 	}
-	m.agg = metrics.NewAggregator(metrics.AggregatorOptions{Logger: m.log})
+	m.agg = aggregate.NewAggregator(aggregate.AggregatorOptions{Logger: m.log})
 	m.startHist = newStartHistogram()
 	m.up = newUpgrade(m.upg, m.res.link, m.res.sd, m.log, m.gen, m.prev.Upgrades)
 	return nil

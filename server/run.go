@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/preforkd/preforkd/internal/aggregate"
 	"github.com/preforkd/preforkd/internal/shim"
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/metrics"
@@ -58,7 +59,7 @@ func RunWorker(opts worker.Options, app App) error {
 	if f := w.MetricsFile(); f != nil {
 		// Closed before the worker: it sends the master a last snapshot,
 		// so that the counters of the drain are not lost.
-		ws := metrics.NewWorkerServer(f, opts.Registry)
+		ws := aggregate.NewWorkerServer(f, opts.Registry)
 		defer ws.Close()
 	}
 	if err := app(w.Context(), w); err != nil {

@@ -1,6 +1,7 @@
-package metrics
+package aggregate
 
 import (
+	"github.com/preforkd/preforkd/metrics"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,7 +13,7 @@ import (
 )
 
 // serveSome sends a few requests through hm's middleware.
-func serveSome(hm *HTTPMetrics, n int) {
+func serveSome(hm *metrics.HTTPMetrics, n int) {
 	h := hm.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/missing" {
 			http.NotFound(w, r)
@@ -36,8 +37,8 @@ func serveSome(hm *HTTPMetrics, n int) {
 func TestLintRealisticSetup(t *testing.T) {
 	agg := newAggregator(t, time.Second)
 	for slot := range 2 {
-		reg := NewWorkerRegistry()
-		hm := NewHTTPMetrics(reg)
+		reg := metrics.NewWorkerRegistry()
+		hm := metrics.NewHTTPMetrics(reg)
 		serveSome(hm, 10+slot)
 		startWorker(t, agg, slot, 1000+slot, reg)
 	}
@@ -65,7 +66,7 @@ func TestLintRealisticSetup(t *testing.T) {
 
 func TestHTTPMetricsTwiceOnOneRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a, b := NewHTTPMetrics(reg), NewHTTPMetrics(reg)
+	a, b := metrics.NewHTTPMetrics(reg), metrics.NewHTTPMetrics(reg)
 	serveSome(a, 1)
 	serveSome(b, 1)
 	mfs, err := reg.Gather()
@@ -75,7 +76,7 @@ func TestHTTPMetricsTwiceOnOneRegistry(t *testing.T) {
 	if got := value(t, mfs, "http_requests_total", "code", "404", "method", "post"); got != 2 {
 		t.Errorf("shared counter = %v, want 2", got)
 	}
-	NewHTTPMetrics(nil) // registers nothing, must not panic
+	metrics.NewHTTPMetrics(nil) // registers nothing, must not panic
 }
 
 func TestWorkerServerCloseIdempotentAndMasterGone(t *testing.T) {

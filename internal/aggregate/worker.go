@@ -1,4 +1,4 @@
-package metrics
+package aggregate
 
 import (
 	"bufio"
@@ -11,24 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // workerWriteTimeout bounds one frame write of a worker, so that a master
 // that stopped reading cannot hang a worker's Close.
 const workerWriteTimeout = 2 * time.Second
-
-// NewWorkerRegistry returns a new registry (never the global one) holding the
-// Go runtime collector and the process collector, for a worker to add its own
-// metrics to and to serve with NewWorkerServer.
-func NewWorkerRegistry() *prometheus.Registry {
-	r := prometheus.NewRegistry()
-	r.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	return r
-}
 
 // WorkerServer answers the master's scrape requests on a worker's metrics
 // socket. See the package documentation for the protocol.

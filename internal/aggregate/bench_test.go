@@ -1,6 +1,7 @@
-package metrics
+package aggregate
 
 import (
+	"github.com/preforkd/preforkd/metrics"
 	"testing"
 	"time"
 
@@ -15,15 +16,15 @@ type frozen []*dto.MetricFamily
 func (f frozen) Gather() ([]*dto.MetricFamily, error) { return f, nil }
 
 // benchGather measures one scrape of n workers, each serving
-// NewWorkerRegistry() and HTTP metrics over a real socketpair, answered by
+// metrics.NewWorkerRegistry() and HTTP metrics over a real socketpair, answered by
 // a WorkerServer in this process. ns/op is the scrape latency.
 func benchGather(b *testing.B, n int, freeze bool) {
 	agg := NewAggregator(AggregatorOptions{Timeout: 5 * time.Second})
 	defer agg.Close()
 	servers := make([]*WorkerServer, n)
 	for slot := range n {
-		reg := NewWorkerRegistry()
-		serveSome(NewHTTPMetrics(reg), 50)
+		reg := metrics.NewWorkerRegistry()
+		serveSome(metrics.NewHTTPMetrics(reg), 50)
 		var g prometheus.Gatherer = reg
 		if freeze {
 			mfs, err := reg.Gather()
