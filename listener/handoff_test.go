@@ -39,7 +39,7 @@ func TestEnv(t *testing.T) {
 			t.Errorf("Env(%q) = %q, want %q", tt.names, got, tt.want)
 		}
 		for _, kv := range got {
-			if strings.HasPrefix(kv, EnvPid+"=") {
+			if strings.HasPrefix(kv, envPid+"=") {
 				t.Errorf("Env sets %s, which os/exec cannot know", kv)
 			}
 		}
@@ -47,9 +47,9 @@ func TestEnv(t *testing.T) {
 }
 
 func TestFromEnvWithoutListenFds(t *testing.T) {
-	t.Setenv(EnvFds, "")
-	t.Setenv(EnvFdNames, "web")
-	t.Setenv(EnvPid, "")
+	t.Setenv(envFds, "")
+	t.Setenv(envFdNames, "web")
+	t.Setenv(envPid, "")
 	in, err := FromEnv()
 	if err != nil {
 		t.Fatalf("FromEnv: %v", err)
@@ -62,9 +62,9 @@ func TestFromEnvWithoutListenFds(t *testing.T) {
 }
 
 func TestFromEnvOtherPid(t *testing.T) {
-	t.Setenv(EnvFds, "2")
-	t.Setenv(EnvFdNames, "web:dns")
-	t.Setenv(EnvPid, strconv.Itoa(os.Getppid()))
+	t.Setenv(envFds, "2")
+	t.Setenv(envFdNames, "web:dns")
+	t.Setenv(envPid, strconv.Itoa(os.Getppid()))
 	in, err := FromEnv()
 	if err != nil {
 		t.Fatalf("FromEnv: %v", err)
@@ -82,19 +82,19 @@ func TestFromEnvOtherPid(t *testing.T) {
 func TestFromEnvBadCount(t *testing.T) {
 	for _, n := range []string{"abc", "-1", "1025", "1.5"} {
 		t.Run(n, func(t *testing.T) {
-			t.Setenv(EnvFds, n)
-			t.Setenv(EnvFdNames, "web")
-			t.Setenv(EnvPid, strconv.Itoa(os.Getpid()))
+			t.Setenv(envFds, n)
+			t.Setenv(envFdNames, "web")
+			t.Setenv(envPid, strconv.Itoa(os.Getpid()))
 			in, err := FromEnv()
 			if err == nil {
 				in.Close()
-				t.Fatalf("FromEnv with %s=%q succeeded", EnvFds, n)
+				t.Fatalf("FromEnv with %s=%q succeeded", envFds, n)
 			}
 			if in != nil {
 				t.Errorf("FromEnv returned a set with its error")
 			}
-			if !strings.Contains(err.Error(), EnvFds) || !strings.Contains(err.Error(), strconv.Quote(n)) {
-				t.Errorf("error %q does not name %s=%q", err, EnvFds, n)
+			if !strings.Contains(err.Error(), envFds) || !strings.Contains(err.Error(), strconv.Quote(n)) {
+				t.Errorf("error %q does not name %s=%q", err, envFds, n)
 			}
 			assertUnset(t)
 		})
@@ -103,7 +103,7 @@ func TestFromEnvBadCount(t *testing.T) {
 
 func assertUnset(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{EnvFds, EnvFdNames, EnvPid} {
+	for _, k := range []string{envFds, envFdNames, envPid} {
 		if v, ok := os.LookupEnv(k); ok {
 			t.Errorf("%s=%q still set after FromEnv", k, v)
 		}
@@ -195,10 +195,10 @@ func TestHelperProcess(t *testing.T) {
 		return // only the helper process of TestFromEnvInChild runs this
 	}
 	if os.Getenv("LISTENER_HELPER_SETPID") == "true" {
-		os.Setenv(EnvPid, strconv.Itoa(os.Getpid())) // what the exec shim does
+		os.Setenv(envPid, strconv.Itoa(os.Getpid())) // what the exec shim does
 	}
-	if got := os.Getenv(EnvFds); got != "2" {
-		t.Fatalf("%s=%q in the child, want 2", EnvFds, got)
+	if got := os.Getenv(envFds); got != "2" {
+		t.Fatalf("%s=%q in the child, want 2", envFds, got)
 	}
 	// The inherited descriptors, as the master passed them.
 	inodes := map[int]string{}

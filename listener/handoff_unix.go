@@ -10,15 +10,16 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/preforkd/preforkd/internal/contract"
 	"golang.org/x/sys/unix"
 )
 
 // Environment variables of the systemd socket-activation protocol
 // (sd_listen_fds(3)).
 const (
-	EnvFds     = "LISTEN_FDS"
-	EnvFdNames = "LISTEN_FDNAMES"
-	EnvPid     = "LISTEN_PID"
+	envFds     = contract.ListenFds
+	envFdNames = contract.ListenFdNames
+	envPid     = contract.ListenPid
 )
 
 // FirstFd is the first inherited descriptor (SD_LISTEN_FDS_START).
@@ -34,8 +35,8 @@ func Env(socks []*Socket) []string {
 		names[i] = s.Spec.Name
 	}
 	return []string{
-		EnvFds + "=" + strconv.Itoa(len(socks)),
-		EnvFdNames + "=" + strings.Join(names, ":"),
+		envFds + "=" + strconv.Itoa(len(socks)),
+		envFdNames + "=" + strings.Join(names, ":"),
 	}
 }
 
@@ -66,10 +67,10 @@ var ErrNoSocket = errors.New("no inherited socket")
 // by net. With no LISTEN_FDS, the set is empty and the error nil.
 func FromEnv() (*Inherited, error) {
 	in := &Inherited{lns: map[string]net.Listener{}, pcs: map[string]net.PacketConn{}}
-	nstr, pidstr, namestr := os.Getenv(EnvFds), os.Getenv(EnvPid), os.Getenv(EnvFdNames)
-	os.Unsetenv(EnvFds)
-	os.Unsetenv(EnvPid)
-	os.Unsetenv(EnvFdNames)
+	nstr, pidstr, namestr := os.Getenv(envFds), os.Getenv(envPid), os.Getenv(envFdNames)
+	os.Unsetenv(envFds)
+	os.Unsetenv(envPid)
+	os.Unsetenv(envFdNames)
 	if nstr == "" {
 		return in, nil
 	}
@@ -80,7 +81,7 @@ func FromEnv() (*Inherited, error) {
 	}
 	n, err := strconv.Atoi(nstr)
 	if err != nil || n < 0 || n > 1024 {
-		return nil, fmt.Errorf("%s=%q: not a count of descriptors", EnvFds, nstr)
+		return nil, fmt.Errorf("%s=%q: not a count of descriptors", envFds, nstr)
 	}
 	var names []string
 	if namestr != "" {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/preforkd/preforkd/internal/contract"
 	"github.com/preforkd/preforkd/internal/sdnotify"
 	"github.com/preforkd/preforkd/listener"
 	"golang.org/x/sys/unix"
@@ -72,7 +73,7 @@ func openResources(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Lo
 
 func (r *resources) openListeners(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Logger) error {
 	var act *listener.Inherited
-	if !hasParent && os.Getenv(listener.EnvFds) != "" {
+	if !hasParent && os.Getenv(contract.ListenFds) != "" {
 		// Socket activation: systemd (or systemd-socket-activate) bound
 		// the sockets. Upgrades then inherit them through tableflip.
 		var err error

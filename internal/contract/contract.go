@@ -8,6 +8,15 @@
 // are preforkd's own additions.
 package contract
 
+// systemd's socket-activation variables (sd_listen_fds(3)), which the
+// master sets for every worker, and which a master started by systemd
+// reads.
+const (
+	ListenFds     = "LISTEN_FDS"
+	ListenFdNames = "LISTEN_FDNAMES"
+	ListenPid     = "LISTEN_PID"
+)
+
 // Environment variables set for every worker.
 const (
 	// Worker is the worker's slot number; its presence marks a worker.

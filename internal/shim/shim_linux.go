@@ -31,7 +31,7 @@ func Run() error {
 	if err != nil {
 		return fmt.Errorf("exec shim: %w", err)
 	}
-	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	os.Setenv(contract.ListenPid, strconv.Itoa(os.Getpid()))
 	master, _ := strconv.Atoi(os.Getenv(contract.MasterPid))
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGTERM), 0, 0, 0); err != nil {
 		return fmt.Errorf("exec shim: PR_SET_PDEATHSIG: %w", err)
