@@ -56,7 +56,7 @@ func (a *Aggregator) AddCarry(c *Carry) {
 }
 
 // SetPredecessor sets the function that returns the current Totals of a
-// predecessor master that still runs (typically over the control socket).
+// predecessor master that still runs (over the succession link between the two masters).
 // From then on each Gather calls fn, with a context that ends after Timeout,
 // at most one call at a time (a scrape that finds a call running waits for
 // it, bounded by Timeout), and adds the totals it returned; if fn fails or
