@@ -84,10 +84,15 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range rejected {
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(v), k)
 	}
-	// smaps_rollup costs about 20 µs per MiB resident: read the workers
-	// in parallel.
+	c.collectMemory(ch, st.Slots)
+}
+
+// collectMemory reads every worker's memory; smaps_rollup costs about 20 µs
+// per MiB resident, so the workers are read in parallel.
+func (c *masterCollector) collectMemory(ch chan<- prometheus.Metric, slots []SlotStatus) {
+	m := c.m
 	var wg sync.WaitGroup
-	for _, s := range st.Slots {
+	for _, s := range slots {
 		if s.PID == 0 || m.readMemory == nil {
 			continue
 		}

@@ -142,53 +142,26 @@ func (p *execProcs) start(slot, gen int) (int, error) {
 }
 
 func (p *execProcs) startLocked(slot, gen int) (int, error) {
-	sp := p.spec
-	cmd := &exec.Cmd{
-		Path:   sp.path,
-		Args:   sp.args,
-		Stdin:  nil,
-		Stdout: os.Stdout,
-		// Through a pipe, to remember the last line (a failed start names
-		// it). Wait waits for the copy; WaitDelay bounds that when a
-		// worker's child keeps the pipe open.
-		Stderr:     &lastLine{w: os.Stderr},
-		WaitDelay:  time.Second,
-		ExtraFiles: sp.files,
-		// Own process group: a terminal's ^C reaches only the master,
-		// which then drains the workers in order.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	cmd, after, err := p.command(slot, gen)
+	if err != nil {
+		return 0, fmt.Errorf("start worker %d: %w", slot, err)
 	}
-	if sp.cred != nil {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: sp.cred.UID, Gid: sp.cred.GID, Groups: []uint32{}}
-	}
-	env := make([]string, 0, len(sp.env)+4)
-	env = append(env, sp.env...)
-	env = append(env, contract.Worker+"="+strconv.Itoa(slot), contract.Generation+"="+strconv.Itoa(gen))
-	var after func(int, error)
-	if sp.perWorker != nil {
-		files, wenv, a, err := sp.perWorker(slot, 3+len(sp.files))
-		if err != nil {
-			return 0, fmt.Errorf("start worker %d: %w", slot, err)
-		}
-		cmd.ExtraFiles = append(append([]*os.File(nil), sp.files...), files...)
-		env = append(env, wenv...)
-		after = a
-	}
-	cmd.Env = env
-	flags := make([]int, len(sp.nonblock))
-	for i, f := range sp.nonblock {
+	nonblock := p.spec.nonblock
+	flags := make([]int, len(nonblock))
+	for i, f := range nonblock {
 		flags[i] = fcntlFlags(f)
 	}
 	p.mu.Lock()
-	err := cmd.Start()
+	err = cmd.Start()
 	if err == nil {
 		p.live[cmd.Process.Pid] = true
 	}
 	p.mu.Unlock()
 	// os.StartProcess calls Fd on every ExtraFiles entry; should that have
 	// changed a shared socket's blocking mode (a File made by net would),
-	// put it back as it was (a trap: O_NONBLOCK belongs to the open file description every worker shares).
-	for i, f := range sp.nonblock {
+	// put it back as it was: O_NONBLOCK belongs to the open file
+	// description that the master and every worker share.
+	for i, f := range nonblock {
 		if now := fcntlFlags(f); flags[i] >= 0 && now >= 0 && now&unix.O_NONBLOCK != flags[i]&unix.O_NONBLOCK {
 			unix.SetNonblock(int(f.Fd()), flags[i]&unix.O_NONBLOCK != 0)
 		}
@@ -214,6 +187,44 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState), lastLine: cmd.Stderr.(*lastLine).String()}
 	}()
 	return pid, nil
+}
+
+// command builds the worker's command; after, when not nil, must be called
+// once the start has been tried.
+func (p *execProcs) command(slot, gen int) (*exec.Cmd, func(int, error), error) {
+	sp := p.spec
+	cmd := &exec.Cmd{
+		Path:   sp.path,
+		Args:   sp.args,
+		Stdout: os.Stdout,
+		// Through a pipe, to remember the last line (a failed start names
+		// it). Wait waits for the copy; WaitDelay bounds that when a
+		// worker's child keeps the pipe open.
+		Stderr:     &lastLine{w: os.Stderr},
+		WaitDelay:  time.Second,
+		ExtraFiles: sp.files,
+		// Own process group: a terminal's ^C reaches only the master,
+		// which then drains the workers in order.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if sp.cred != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: sp.cred.UID, Gid: sp.cred.GID, Groups: []uint32{}}
+	}
+	env := make([]string, 0, len(sp.env)+4)
+	env = append(env, sp.env...)
+	env = append(env, contract.Worker+"="+strconv.Itoa(slot), contract.Generation+"="+strconv.Itoa(gen))
+	var after func(int, error)
+	if sp.perWorker != nil {
+		files, wenv, a, err := sp.perWorker(slot, 3+len(sp.files))
+		if err != nil {
+			return nil, nil, err
+		}
+		cmd.ExtraFiles = append(append([]*os.File(nil), sp.files...), files...)
+		env = append(env, wenv...)
+		after = a
+	}
+	cmd.Env = env
+	return cmd, after, nil
 }
 
 func fcntlFlags(f *os.File) int {
