@@ -21,3 +21,13 @@ func checkNotWorker() error {
 	}
 	return nil
 }
+
+// prepare fills in defaults and checks what Run is given, the same on
+// every platform.
+func (c *Config) prepare() error {
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return checkNotWorker()
+}

@@ -23,11 +23,7 @@ import (
 // first start cannot succeed (see Config.StartAttempts). Run must be called
 // once per process.
 func Run(ctx context.Context, cfg Config) error {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	if err := checkNotWorker(); err != nil {
+	if err := cfg.prepare(); err != nil {
 		return err
 	}
 	// Signals first: a SIGHUP or SIGTERM that arrives while we start must

@@ -16,11 +16,7 @@ var ErrNotLinux = errors.New("master: preforking needs Linux (" + runtime.GOOS +
 // Run returns ErrNotLinux (after checking cfg, so that a bad
 // configuration is reported the same way everywhere).
 func Run(ctx context.Context, cfg Config) error {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	if err := checkNotWorker(); err != nil {
+	if err := cfg.prepare(); err != nil {
 		return err
 	}
 	return ErrNotLinux
