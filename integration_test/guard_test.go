@@ -167,3 +167,42 @@ func TestMasterDocExampleInMain(t *testing.T) {
 		t.Errorf("the message does not name server.Run and the failed start:\n%s", out.String())
 	}
 }
+
+// An unwritable -pidfile is an error at start (exit 1 naming the path),
+// and an upgrade whose pid file cannot be written fails at once, not at
+// the upgrade timeout.
+func TestPIDFileUnwritable(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "missing", "dir", "preforkd.pid")
+	m := startMaster(t, Opts{Workers: 1, NoWait: true, Args: []string{"-pidfile", bad}})
+	if code := m.Wait(20 * time.Second); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if log := m.Log.String(); !strings.Contains(log, "-pidfile "+bad) || !strings.Contains(log, "writable directory") {
+		t.Errorf("the error does not name the path and the fix:\n%s", log)
+	}
+
+	m = startMaster(t, Opts{Workers: 1, Args: []string{"-upgrade-timeout", "30s"}})
+	// The pid file becomes a directory: it cannot be replaced.
+	if err := os.Remove(m.PIDFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(m.PIDFile, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	m.Signal(syscall.SIGHUP)
+	waitFor(t, 25*time.Second, "the upgrade to fail", func() bool {
+		return len(logLines(m.Log.String(), "upgrade failed")) > 0
+	})
+	took := time.Since(t0)
+	t.Logf("upgrade failed after %v (upgrade timeout 30s)", took.Round(time.Millisecond))
+	if took > 15*time.Second {
+		t.Errorf("the upgrade failed only after %v", took)
+	}
+	if !strings.Contains(m.Log.String(), "cannot be written") {
+		t.Errorf("the reason is not logged:\n%s", m.Log)
+	}
+	if code, _, err := get(fresh(), m.URL("/")); err != nil || code != 200 {
+		t.Errorf("the old generation does not serve: %d %v", code, err)
+	}
+}

@@ -2,7 +2,9 @@ package master
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/preforkd/preforkd/internal/contract"
 )
@@ -30,4 +32,24 @@ func (c *Config) prepare() error {
 		return err
 	}
 	return checkNotWorker()
+}
+
+// checkPIDFile makes sure the pid file can be written (tableflip writes it
+// only when the master is ready): a first start fails at once instead of
+// serving without one, and a new master at an upgrade fails at once
+// instead of at the upgrade timeout.
+func checkPIDFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("-pidfile %s: cannot be written (it is not a regular file): choose a path in a writable directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".preforkd-pidfile-check-*")
+	if err != nil {
+		return fmt.Errorf("-pidfile %s: cannot be written (%w): choose a path in a writable directory", path, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }

@@ -54,6 +54,9 @@ func Run(ctx context.Context, cfg Config) error {
 // open takes over from the previous master (if any) and opens the
 // generation's resources.
 func (m *master) open(fds *tableflip.Fds) error {
+	if err := checkPIDFile(m.cfg.PIDFile); err != nil {
+		return err
+	}
 	var err error
 	if m.res, err = openResources(fds, &m.cfg, m.upg.HasParent(), m.log); err != nil {
 		return err
