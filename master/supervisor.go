@@ -112,13 +112,17 @@ func (s *supervisor) run(ctx context.Context) {
 	timer := s.clk.newTimer(time.Hour)
 	defer timer.Stop()
 	ctxDone := ctx.Done()
+	var due, armedAt time.Time // what the timer waits for, and since when
 	for {
 		if s.stopping && len(s.workers) == 0 {
 			return
 		}
+		armedAt = s.now()
 		if wake, ok := s.nextWake(); ok {
-			timer.Reset(wake.Sub(s.now()))
+			due = wake
+			timer.Reset(wake.Sub(armedAt))
 		} else {
+			due = armedAt.Add(time.Hour)
 			timer.Reset(time.Hour)
 		}
 		select {
@@ -129,6 +133,7 @@ func (s *supervisor) run(ctx context.Context) {
 		case f := <-s.ops:
 			f()
 		case <-timer.C():
+			s.checkPaused(due, armedAt)
 			s.onTimer()
 		case <-ctxDone:
 			ctxDone = nil
@@ -211,7 +216,8 @@ func (s *supervisor) onExit(ev exitEvent) {
 		l.Warn("worker exited; its replacement is already starting")
 		return
 	}
-	early := w.state != ready || now.Sub(w.readyAt) < s.cfg.stable
+	// readyAt, not state: a worker killed for its heartbeat is "stopping".
+	early := w.readyAt.IsZero() || now.Sub(w.readyAt) < s.cfg.stable
 	if !early {
 		sl.failures = 0
 		l.Warn("worker exited; restarting now")

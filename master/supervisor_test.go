@@ -609,3 +609,52 @@ func (h *harness) exitSettled(pid, code int, lastLine string) {
 	}
 	h.settle()
 }
+
+// A master that did not run for a while (its timer fires late) does not
+// take its workers' silence for missed heartbeats; the watch goes on after.
+func TestPausedMasterKeepsWorkers(t *testing.T) {
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 2, heartbeat: 2 * time.Second}, clk)
+	h.waitFor("starts", func() bool { return len(h.f.startsCopy()) == 2 })
+	pids := h.readyAll()
+	h.settle()
+	clk.advance(10 * time.Second) // the master was stopped for 10 s
+	h.settle()
+	for _, pid := range pids {
+		if sigs := h.f.sigsTo(pid); len(sigs) != 0 {
+			t.Errorf("worker %d got %v after the master's pause", pid, sigs)
+		}
+	}
+	// The watch still works: worker 1 stays silent for a heartbeat.
+	h.note(pids[0], noteEvent{watchdog: true})
+	h.settle()
+	clk.advance(time.Second)
+	h.note(pids[0], noteEvent{watchdog: true})
+	h.settle()
+	clk.advance(1100 * time.Millisecond)
+	h.waitFor("the silent worker killed", func() bool { return len(h.f.sigsTo(pids[1])) > 0 })
+	if sigs := h.f.sigsTo(pids[0]); len(sigs) != 0 {
+		t.Errorf("the beating worker got %v", sigs)
+	}
+}
+
+// A heartbeat kill of a worker that had been ready past the stable period
+// is replaced at once, with no backoff.
+func TestHeartbeatKillOfStableWorkerRestartsAtOnce(t *testing.T) {
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 1, heartbeat: time.Second, backoffMin: time.Minute, backoffMax: time.Minute}, clk)
+	h.waitFor("start", func() bool { return len(h.f.startsCopy()) == 1 })
+	pid := h.readyAll()[0]
+	for range 3 { // beating past the stable period (50ms)
+		h.settle()
+		clk.advance(500 * time.Millisecond)
+		h.note(pid, noteEvent{watchdog: true})
+	}
+	h.settle()
+	clk.advance(1100 * time.Millisecond) // then silent for a heartbeat
+	h.waitFor("kill", func() bool { return len(h.f.sigsTo(pid)) > 0 })
+	h.waitFor("replacement without backoff", func() bool { return len(h.f.startsCopy()) == 2 })
+	if b := h.status().Slots[0].Backoff; b != 0 {
+		t.Errorf("backoff %vs after the heartbeat kill of a stable worker", b)
+	}
+}

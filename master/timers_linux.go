@@ -103,3 +103,28 @@ func (s *supervisor) checkRSS() {
 		s.replace(sl.index, w, "max-rss")
 	}
 }
+
+// checkPaused restarts the heartbeat watch when the master itself did not
+// run for a while (SIGSTOP, a paused VM, a starved host): its timer, armed
+// at armedAt for due, fired more than half a heartbeat late. The workers'
+// beats could not be read meanwhile, so their silence says nothing; without
+// this, every healthy worker would be killed on resume.
+func (s *supervisor) checkPaused(due, armedAt time.Time) {
+	if s.cfg.heartbeat <= 0 {
+		return
+	}
+	now := s.now()
+	late := now.Sub(due)
+	if armedAt.After(due) {
+		late = now.Sub(armedAt) // due already when armed: not a pause
+	}
+	if late <= s.cfg.heartbeat/2 {
+		return
+	}
+	s.log.Warn("the master did not run for a while; restarting the heartbeat watch", "late", late.Round(time.Millisecond))
+	for _, w := range s.workers {
+		if w.state == ready {
+			w.lastBeat = now
+		}
+	}
+}
