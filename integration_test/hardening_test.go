@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"slices"
 	"syscall"
 	"testing"
@@ -27,5 +29,19 @@ func TestPausedMasterKeepsWorkers(t *testing.T) {
 	}
 	if l := logLines(m.Log.String(), "restarting the heartbeat watch"); len(l) == 0 {
 		t.Errorf("the pause is not logged")
+	}
+}
+
+// A descriptor the master inherited without close-on-exec (here fd 20,
+// opened by the shell that starts it) does not leak into its workers.
+func TestInheritedFdsDoNotLeakIntoWorkers(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 1, Wrapper: []string{"bash", "-c", `exec 20</dev/null; exec "$0" "$@"`}})
+	if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/20", m.PID())); err != nil || target != "/dev/null" {
+		t.Fatalf("the master does not hold fd 20 (%q, %v): the test is broken", target, err)
+	}
+	for _, pid := range m.Status().ReadyPIDs() {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/20", pid)); err == nil && target == "/dev/null" {
+			t.Errorf("worker %d inherited the master's fd 20 (%s)", pid, target)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -112,6 +113,28 @@ type Hooks struct {
 	WorkerExited func(slot, pid, generation int, status string)
 }
 
+// MinHeartbeat is the shortest Heartbeat.
+const MinHeartbeat = 100 * time.Millisecond
+
+// maxUnixPath is the longest unix socket path (sun_path holds 108 bytes
+// with the terminating NUL).
+const maxUnixPath = 107
+
+func (c *Config) validateControl() error {
+	if c.Control == "off" {
+		return nil
+	}
+	if len(c.Control) > maxUnixPath {
+		return fmt.Errorf("%w: -control %s: %d bytes, longer than a unix socket path may be (%d): choose a shorter path", ErrConfig, c.Control, len(c.Control), maxUnixPath)
+	}
+	for _, l := range c.Listen {
+		if l.Network == "unix" && filepath.Clean(l.Address) == filepath.Clean(c.Control) {
+			return fmt.Errorf("%w: -listen %s: the same path as -control: give the control socket or the listener another path", ErrConfig, l.String())
+		}
+	}
+	return nil
+}
+
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("invalid configuration")
 
@@ -165,6 +188,12 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("%w: -%s %v: must not be negative", ErrConfig, d.name, d.v)
 		}
+	}
+	if c.Heartbeat > 0 && c.Heartbeat < MinHeartbeat {
+		return fmt.Errorf("%w: -heartbeat %v: below %v (workers beat every third of it, so a shorter one kills healthy workers): use 0 (off) or at least %v", ErrConfig, c.Heartbeat, MinHeartbeat, MinHeartbeat)
+	}
+	if err := c.validateControl(); err != nil {
+		return err
 	}
 	if c.BackoffMax < c.BackoffMin {
 		return fmt.Errorf("%w: -backoff-max %v is below -backoff-min %v", ErrConfig, c.BackoffMax, c.BackoffMin)

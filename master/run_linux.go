@@ -5,6 +5,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"time"
@@ -70,6 +71,13 @@ func (m *master) open(fds *tableflip.Fds) error {
 		if m.prev.Workers > 0 {
 			m.cfg.Workers = m.prev.Workers // a count changed at run time carries over
 		}
+	}
+	// Descriptors the master inherited without close-on-exec (from a shell
+	// or a service manager) must not leak into workers, which may run as
+	// another user: our own are all close-on-exec already, and those
+	// handed to a worker are dup'ed into place by os/exec.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		m.log.Warn("cannot mark inherited descriptors close-on-exec; they may leak into workers", "err", err)
 	}
 	m.agg = aggregate.NewAggregator(aggregate.AggregatorOptions{Logger: m.log})
 	m.startHist = newStartHistogram()
