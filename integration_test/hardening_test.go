@@ -3,7 +3,9 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,6 +44,38 @@ func TestInheritedFdsDoNotLeakIntoWorkers(t *testing.T) {
 	for _, pid := range m.Status().ReadyPIDs() {
 		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/20", pid)); err == nil && target == "/dev/null" {
 			t.Errorf("worker %d inherited the master's fd 20 (%s)", pid, target)
+		}
+	}
+}
+
+// External workers that do not speak the metrics protocol get no metrics
+// socket, so scrapes never wait for them and count no timeouts.
+func TestExternalWorkersDoNotSlowScrapes(t *testing.T) {
+	py, err := filepath.Abs("testdata/worker.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMaster(t, Opts{Workers: 2, Command: []string{"python3", py}})
+	var worst time.Duration
+	for range 5 {
+		t0 := time.Now()
+		code, body, err := get(fresh(), fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
+		if err != nil || code != 200 {
+			t.Fatalf("scrape: %d %v", code, err)
+		}
+		worst = max(worst, time.Since(t0))
+		if strings.Contains(body, "prefork_metrics_scrape_timeouts_total{") && !strings.Contains(body, `prefork_metrics_scrape_timeouts_total{worker="0"} 0`) {
+			t.Errorf("scrape timeouts counted for external workers")
+		}
+	}
+	t.Logf("slowest of 5 scrapes: %v", worst)
+	if worst > 300*time.Millisecond {
+		t.Errorf("a scrape took %v: it waited for workers that never answer", worst)
+	}
+	for _, pid := range m.Status().ReadyPIDs() {
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if strings.Contains(string(env), "PREFORK_METRICS_FD=") {
+			t.Errorf("external worker %d was given a metrics socket", pid)
 		}
 	}
 }

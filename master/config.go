@@ -69,6 +69,12 @@ type Config struct {
 	// (external workers). Empty: workers are this executable in the worker
 	// role, with the master's own arguments.
 	Command []string
+	// ExternalMetrics hands external workers (Command) a metrics socket
+	// (PREFORK_METRICS_FD) and includes their answers in /metrics. Only
+	// for commands that speak its protocol: the master asks, and waits up
+	// to the scrape timeout for, every worker that has one. Go workers
+	// built on package server always get one.
+	ExternalMetrics bool
 	// LoadState, when set, builds the shared read-only region before any
 	// worker starts (again in each new master at an upgrade).
 	LoadState func() (Region, error)

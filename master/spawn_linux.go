@@ -38,7 +38,11 @@ func (m *master) spawnSpec() spawnSpec {
 	env = append(env, contract.MasterFd+"="+strconv.Itoa(3+len(sp.files)))
 	sp.files = append(sp.files, m.res.lifeR)
 	sp.nonblock = append(sp.nonblock, m.res.lifeR)
-	sp.perWorker = m.metricsSocket
+	if len(m.cfg.Command) == 0 || m.cfg.ExternalMetrics {
+		// An external command that does not speak the metrics protocol
+		// would make every scrape wait the full timeout for it.
+		sp.perWorker = m.metricsSocket
+	}
 	env = append(env,
 		"NOTIFY_SOCKET="+m.res.notify.addr,
 		contract.MasterPid+"="+strconv.Itoa(os.Getpid()),
