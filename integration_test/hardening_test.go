@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,4 +79,46 @@ func TestExternalWorkersDoNotSlowScrapes(t *testing.T) {
 			t.Errorf("external worker %d was given a metrics socket", pid)
 		}
 	}
+}
+
+// Idle keep-alive connections to /metrics cannot exhaust the master's descriptors:
+// with 1,000 of them open (the master limited to 300 descriptors), a
+// killed worker is still replaced, and /metrics answers once they go.
+func TestIdleMetricsConnectionsDoNotStarveSupervision(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2, Wrapper: []string{"prlimit", "--nofile=300:300", "--"}})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 1000 {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", m.Metrics), 2*time.Second)
+		if err != nil {
+			t.Logf("dial after %d connections: %v", len(conns), err)
+			break
+		}
+		conns = append(conns, c)
+		// A keep-alive request: its answer is never read, and the
+		// connection then stays idle.
+		c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: preforkd\r\n\r\n"))
+	}
+	time.Sleep(time.Second) // let the master accept what it will
+	victim := m.Status().ReadyPIDs()[0]
+	syscall.Kill(victim, syscall.SIGKILL)
+	waitFor(t, 15*time.Second, "the killed worker's replacement ready", func() bool {
+		st := m.Status()
+		return st.AllReady(2) && !slices.Contains(st.ReadyPIDs(), victim)
+	})
+	if l := logLines(m.Log.String(), "cannot start worker"); len(l) > 0 {
+		t.Errorf("the master ran out of descriptors: %s", l[0])
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	waitFor(t, 20*time.Second, "/metrics to answer again", func() bool {
+		code, _, err := get(fresh(), fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
+		return err == nil && code == 200
+	})
 }

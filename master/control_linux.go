@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,17 +33,17 @@ type controlServer struct {
 }
 
 func serveControl(ln net.Listener, c controller) *controlServer {
-	s := &controlServer{srv: &http.Server{
-		Handler:           peerCheck(controlHandler(c)),
-		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, peerUID(conn))
-		},
-	}}
+	s := &controlServer{srv: boundedServer(peerCheck(controlHandler(c)), 0)}
+	s.srv.ConnContext = func(ctx context.Context, conn net.Conn) context.Context {
+		if lc, ok := conn.(*limitConn); ok {
+			conn = lc.Conn
+		}
+		return context.WithValue(ctx, peerKey{}, peerUID(conn))
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.srv.Serve(ln) // returns ErrServerClosed after Shutdown
+		s.srv.Serve(newLimitListener(ln, maxEndpointConns)) // returns ErrServerClosed after Shutdown
 	}()
 	return s
 }

@@ -49,12 +49,12 @@ func (s *metricsServer) resume() {
 		s.log.Error("cannot serve metrics", "err", err)
 		return
 	}
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := boundedServer(s.mux, metricsWrite)
 	s.srv = srv
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		srv.Serve(ln) // returns ErrServerClosed after Shutdown
+		srv.Serve(newLimitListener(ln, maxEndpointConns)) // returns ErrServerClosed after Shutdown
 	}()
 }
 
