@@ -27,7 +27,15 @@ type AggregatorOptions struct {
 	// each with the worker's slot and pid; give it the generation as an
 	// attribute. Defaults to slog.Default().
 	Logger *slog.Logger
+	// MaxHeld bounds the bytes of snapshots (as received) the Aggregator
+	// holds for all workers together; a frame that would take it past
+	// that is dropped and the worker's previous copy kept. Defaults to
+	// 256 MiB.
+	MaxHeld int64
 }
+
+// defaultMaxHeld is the default AggregatorOptions.MaxHeld.
+const defaultMaxHeld = 256 << 20
 
 // Aggregator is the master's view of every worker's registry: a
 // prometheus.Gatherer that merges them, labelled by slot, with the counters
@@ -47,6 +55,17 @@ type Aggregator struct {
 	closed    bool
 
 	wg sync.WaitGroup // readers and predecessor calls
+
+	held *budget // snapshot bytes held, for all workers
+
+	gmu      sync.Mutex
+	inflight *gatherCall // the gather that concurrent scrapes share
+}
+
+// gatherCall is one gather, shared by the scrapes that arrive while it runs.
+type gatherCall struct {
+	done chan struct{}
+	mfs  []*dto.MetricFamily
 }
 
 // predecessor is a running previous master whose totals are added.
@@ -65,7 +84,11 @@ func NewAggregator(opts AggregatorOptions) *Aggregator {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = defaultMaxHeld
+	}
 	return &Aggregator{
+		held:      &budget{max: opts.MaxHeld},
 		timeout:   opts.Timeout,
 		log:       opts.Logger,
 		workers:   make(map[int]*workerConn),
@@ -93,7 +116,7 @@ func (a *Aggregator) Add(slot, pid int, f *os.File) {
 		a.foldLocked(old)
 	}
 	a.order++
-	w := newWorkerConn(slot, pid, a.order, f, a.log)
+	w := newWorkerConn(slot, pid, a.order, f, a.log, a.held)
 	a.workers[pid] = w
 	if _, ok := a.timeouts[slot]; !ok {
 		a.timeouts[slot] = 0
@@ -154,7 +177,29 @@ func (a *Aggregator) foldLocked(w *workerConn) {
 // (carried series come after every live worker). The returned families share
 // label pairs, exemplars and other parts with earlier results and with the
 // workers' snapshots: read them, do not modify them. The error is always nil.
+//
+// Concurrent calls share one gather: a call that finds one running waits
+// for it and returns its result, so that many scrapes at once cost the
+// workers one answer each, not one per scrape.
 func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
+	a.gmu.Lock()
+	if c := a.inflight; c != nil {
+		a.gmu.Unlock()
+		<-c.done
+		return c.mfs, nil
+	}
+	c := &gatherCall{done: make(chan struct{})}
+	a.inflight = c
+	a.gmu.Unlock()
+	c.mfs = a.gather()
+	a.gmu.Lock()
+	a.inflight = nil
+	a.gmu.Unlock()
+	close(c.done)
+	return c.mfs, nil
+}
+
+func (a *Aggregator) gather() []*dto.MetricFamily {
 	start := time.Now()
 	deadline := start.Add(a.timeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -217,7 +262,7 @@ func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
 		}
 		a.durations[w.slot] = max(a.durations[w.slot], durs[i])
 	}
-	return a.buildLocked(), nil
+	return a.buildLocked()
 }
 
 // buildLocked merges the live snapshots, the carry and the predecessor's

@@ -38,11 +38,37 @@ type workerConn struct {
 	changed chan struct{} // closed and replaced at every frame and at stop
 
 	done chan struct{} // closed when the reader returns
+
+	held   *budget // shared by every worker of the Aggregator
+	mine   int64   // bytes of the snapshot this worker holds (reader only)
+	bad    int     // undecodable frames in a row (reader only)
+	refuse bool    // a frame over the budget was logged (reader only)
 }
 
-func newWorkerConn(slot, pid int, order uint64, f *os.File, log *slog.Logger) *workerConn {
+// maxBadFrames is how many undecodable frames in a row cut a worker off.
+const maxBadFrames = 3
+
+// budget bounds the snapshot bytes all workers hold together.
+type budget struct {
+	mu   sync.Mutex
+	used int64
+	max  int64
+}
+
+// swap replaces old held bytes by n if the total stays within max.
+func (b *budget) swap(old, n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used-old+n > b.max {
+		return false
+	}
+	b.used += n - old
+	return true
+}
+
+func newWorkerConn(slot, pid int, order uint64, f *os.File, log *slog.Logger, held *budget) *workerConn {
 	return &workerConn{
-		slot: slot, pid: pid, order: order,
+		slot: slot, pid: pid, order: order, held: held,
 		c:       newStreamConn(f),
 		log:     log.With("slot", slot, "pid", pid),
 		changed: make(chan struct{}),
@@ -62,18 +88,16 @@ func (w *workerConn) read() {
 		if err != nil {
 			break
 		}
-		mfs, derr := decodeFamilies(payload.Bytes())
-		var snap []famSnap
-		if derr != nil {
-			w.log.Warn("metrics: undecodable snapshot from worker", "err", derr)
-		} else {
-			snap = prepare(w.slot, mfs)
-		}
+		snap, ok, cut := w.decode(payload.Bytes())
 		if payload.Cap() > 1<<20 {
 			payload = bytes.Buffer{} // don't keep a large buffer between scrapes
 		}
+		if cut {
+			err = errCutOff
+			break
+		}
 		w.mu.Lock()
-		if derr == nil {
+		if ok {
 			w.last = snap
 		}
 		w.lastSeq = max(w.lastSeq, seq)
@@ -90,11 +114,47 @@ func (w *workerConn) read() {
 		w.log.Warn("metrics: dropping worker metrics connection", "err", err)
 		w.c.Close()
 	}
+	w.release()
 	w.mu.Lock()
 	w.stopped = true
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
+}
+
+// errCutOff ends the reading of a worker that keeps sending undecodable
+// frames.
+var errCutOff = errors.New("undecodable frames in a row: cut off")
+
+// decode turns a frame's payload into a snapshot, within the budget. ok is
+// false when the previous snapshot stays (undecodable, or over the
+// budget); cut is true when the worker must be cut off.
+func (w *workerConn) decode(b []byte) (snap []famSnap, ok, cut bool) {
+	mfs, err := decodeFamilies(b)
+	if err != nil {
+		w.bad++
+		w.log.Warn("metrics: undecodable snapshot from worker", "err", err, "in_a_row", w.bad)
+		return nil, false, w.bad >= maxBadFrames
+	}
+	w.bad = 0
+	n := int64(len(b))
+	if !w.held.swap(w.mine, n) {
+		if !w.refuse {
+			w.refuse = true
+			w.log.Warn("metrics: snapshot dropped: the master holds its limit of workers' snapshots (logged once per worker)",
+				"bytes", n, "limit", w.held.max)
+		}
+		return nil, false, false
+	}
+	w.mine = n
+	return prepare(w.slot, mfs), true, false
+}
+
+// release gives the worker's bytes back to the budget (after the reader
+// stopped).
+func (w *workerConn) release() {
+	w.held.swap(w.mine, 0)
+	w.mine = 0
 }
 
 // snapshot returns the latest snapshot (shared: read only).

@@ -64,10 +64,14 @@
 // A frame's seq echoes the request it answers. A worker that reads several
 // requests at once answers only the latest. A worker that stops (WorkerServer.Close)
 // sends one unsolicited frame with seq 0xFFFFFFFFFFFFFFFF, its final snapshot,
-// and then closes the socket. A worker never sends a frame larger than 64 MiB;
+// and then closes the socket. A worker never sends a frame larger than 16 MiB;
 // the master closes the connection on one (and on any malformed header), and
 // keeps the worker's last good copy. A frame whose payload does not decode is
-// counted as answered and its payload ignored.
+// counted as answered and its payload ignored; three in a row close the
+// connection. The master holds at most AggregatorOptions.MaxHeld bytes of
+// snapshots for all workers together (256 MiB by default): a frame that
+// would go past it is dropped and the worker's previous copy kept.
+// Concurrent scrapes share one gather.
 //
 // The master runs one reader goroutine per worker that reads frames for as long
 // as the socket is open and keeps the latest one with its seq. A scrape writes

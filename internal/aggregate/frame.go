@@ -24,11 +24,11 @@ const (
 	// headerLen is the size of a frame header: seq and payload length.
 	headerLen = 12
 	// maxFrame is the largest payload either side accepts.
-	maxFrame = 64 << 20
+	maxFrame = 16 << 20
 )
 
 var (
-	errFrameTooLarge = errors.New("metrics frame larger than 64 MiB")
+	errFrameTooLarge = errors.New("metrics frame larger than 16 MiB")
 	errClosed        = errors.New("metrics server closed")
 	errBadPayload    = errors.New("metrics frame payload is not length-delimited protobuf")
 )
