@@ -13,6 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrNotSealed: the descriptor given to MapFd is not a memfd that carries
+// every seal in Seals.
+var ErrNotSealed = errors.New("state: region is not sealed")
+
 // Mapping is a worker's read-only view of a sealed region. Bytes points
 // straight at the shared pages: nothing is copied.
 //

@@ -101,7 +101,7 @@ func TestRegionClose(t *testing.T) {
 func TestFromFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.tbl")
-	data := DemoTable(1000)
+	data := sampleData(1000)
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func mustDup(t *testing.T, fd int) int {
 }
 
 func BenchmarkFromBytes(b *testing.B) {
-	data := DemoTable(1_000_000)
+	data := sampleData(1_000_000)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		r, err := FromBytes("bench", data)
@@ -283,7 +283,7 @@ func BenchmarkFromBytes(b *testing.B) {
 
 func BenchmarkFromFile(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "state.tbl")
-	data := DemoTable(1_000_000)
+	data := sampleData(1_000_000)
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func BenchmarkFromFile(b *testing.B) {
 }
 
 func BenchmarkMapFd(b *testing.B) {
-	r, err := FromBytes("bench", DemoTable(1_000_000))
+	r, err := FromBytes("bench", sampleData(1_000_000))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -311,24 +311,4 @@ func BenchmarkMapFd(b *testing.B) {
 		}
 		m.Close()
 	}
-}
-
-// BenchmarkGetMapped: Get over the table in a sealed memfd mapping, as in a
-// worker.
-func BenchmarkGetMapped(b *testing.B) {
-	r, err := FromBytes("bench", DemoTable(benchKeys))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	m, err := r.Map()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	tb, err := OpenTable(m.Bytes())
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchGet(b, tb)
 }

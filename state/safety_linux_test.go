@@ -132,7 +132,7 @@ func faultAddr(t *testing.T, stdout string) string {
 // TestWriteFaults: a write through a worker's mapping kills the worker and
 // leaves the region unchanged.
 func TestWriteFaults(t *testing.T) {
-	data := DemoTable(100)
+	data := sampleData(100)
 	r := newRegion(t, data)
 
 	t.Run("go runtime", func(t *testing.T) {
@@ -181,7 +181,7 @@ func TestWriteFaults(t *testing.T) {
 // TestCannotMakeWritable: in a worker that inherited the descriptor, every
 // way to write the region or make the mapping writable fails.
 func TestCannotMakeWritable(t *testing.T) {
-	data := DemoTable(100)
+	data := sampleData(100)
 	r := newRegion(t, data)
 
 	t.Run("in process", func(t *testing.T) {
@@ -205,7 +205,7 @@ func TestCannotMakeWritable(t *testing.T) {
 // TestPrivateMappingDoesNotLeak: a private writable mapping is allowed (it
 // is copy-on-write), and what is written there stays in that mapping.
 func TestPrivateMappingDoesNotLeak(t *testing.T) {
-	data := DemoTable(100)
+	data := sampleData(100)
 	r := newRegion(t, data)
 	priv, err := unix.Mmap(int(r.File().Fd()), 0, len(data), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
 	if err != nil {

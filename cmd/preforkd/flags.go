@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/preforkd/preforkd/internal/demo"
 	"github.com/preforkd/preforkd/listener"
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/state"
@@ -195,7 +196,7 @@ func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
 	path := o.statePath
 	cfg.LoadState = func() (master.Region, error) {
 		if path == "" {
-			return state.FromBytes("preforkd-demo", state.DemoTable(demoKeys))
+			return state.FromBytes("preforkd-demo", demo.Table(demoKeys))
 		}
 		r, err := state.FromFile(path)
 		if err != nil {

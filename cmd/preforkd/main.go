@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/preforkd/preforkd/internal/demo"
 	"github.com/preforkd/preforkd/internal/shim"
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/server"
@@ -67,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	logger := newLogger(o.logFormat, o.logLevel, stderr)
 	slog.SetDefault(logger)
 	if worker.IsWorker() {
-		return server.RunWorker(worker.Options{Logger: logger}, demoApp(o))
+		return server.RunWorker(worker.Options{Logger: logger}, demo.App(version))
 	}
 	cfg, err := o.masterConfig(logger)
 	if err != nil {

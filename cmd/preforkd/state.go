@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/preforkd/preforkd/state"
+	"github.com/preforkd/preforkd/state/table"
 )
 
 // runState is "preforkd state build -in data.tsv -out table.bin": it turns
@@ -38,7 +38,7 @@ func runState(args []string, stdout, stderr io.Writer) error {
 		defer f.Close()
 		r = f
 	}
-	pairs, err := state.ParseTSV(bufio.NewReaderSize(r, 1<<20))
+	pairs, err := table.ParseTSV(bufio.NewReaderSize(r, 1<<20))
 	if err != nil {
 		return fmt.Errorf("state build: %s: %w", *in, err)
 	}
@@ -48,7 +48,7 @@ func runState(args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.Remove(tmp.Name())
 	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err := state.WriteTable(w, pairs); err != nil {
+	if err := table.Write(w, pairs); err != nil {
 		tmp.Close()
 		return fmt.Errorf("state build: %w", err)
 	}

@@ -1,4 +1,4 @@
-package state
+package table
 
 import (
 	"bufio"
@@ -26,8 +26,8 @@ const tsvChunk = 1 << 20
 //
 // It returns (pairs, nil), with no pairs for an input of only empty lines;
 // or (nil, err) where err names the first bad line in input order, as in
-// `state: tsv line 7: missing TAB between key and value` or
-// `state: tsv line 9: duplicate key "a" (first on line 2)`; or (nil, err)
+// `table: tsv line 7: missing TAB between key and value` or
+// `table: tsv line 9: duplicate key "a" (first on line 2)`; or (nil, err)
 // with the read error from r.
 func ParseTSV(r io.Reader) ([]KV, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -48,7 +48,7 @@ func ParseTSV(r io.Reader) ([]KV, error) {
 			long = nil
 		}
 		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("state: tsv line %d: %w", lineNo, err)
+			return nil, fmt.Errorf("table: tsv line %d: %w", lineNo, err)
 		}
 		if err == io.EOF && len(line) == 0 {
 			break
@@ -63,9 +63,9 @@ func ParseTSV(r io.Reader) ([]KV, error) {
 					return nil, err
 				}
 				if tab < 0 {
-					return nil, fmt.Errorf("state: tsv line %d: missing TAB between key and value", lineNo)
+					return nil, fmt.Errorf("table: tsv line %d: missing TAB between key and value", lineNo)
 				}
-				return nil, fmt.Errorf("state: tsv line %d: empty key", lineNo)
+				return nil, fmt.Errorf("table: tsv line %d: empty key", lineNo)
 			}
 			// Copy the line out of br's buffer into the arena.
 			if len(line) > tsvChunk/4 {
@@ -122,6 +122,6 @@ func duplicateError(pairs []KV, lines []int) error {
 	if dup < 0 {
 		return nil
 	}
-	return fmt.Errorf("state: tsv line %d: duplicate key %s (first on line %d)",
+	return fmt.Errorf("table: tsv line %d: duplicate key %s (first on line %d)",
 		lines[dup], quoteKey(pairs[dup].Key), lines[first])
 }

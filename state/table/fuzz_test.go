@@ -1,4 +1,4 @@
-package state
+package table
 
 import (
 	"bytes"
@@ -6,20 +6,20 @@ import (
 	"testing"
 )
 
-// FuzzOpenTable: OpenTable never panics, refuses with one of the package's
+// FuzzOpenTable: Open never panics, refuses with one of the package's
 // sentinel errors, and once it accepts a table, every accessor works on
 // every entry and the table re-encodes to itself.
 func FuzzOpenTable(f *testing.F) {
 	f.Add([]byte(nil))
 	f.Add(mustBuildF(f, nil))
 	f.Add(mustBuildF(f, smallPairs()))
-	f.Add(DemoTable(3))
+	f.Add(sampleTable(3))
 	f.Add(corrupt(func(b []byte) []byte { return b[:len(b)-1] }))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tb, err := OpenTable(b)
+		tb, err := Open(b)
 		if err != nil {
 			if tb != nil {
-				t.Fatal("OpenTable returned a table with its error")
+				t.Fatal("Open returned a table with its error")
 			}
 			if !errors.Is(err, ErrNotTable) && !errors.Is(err, ErrCorruptTable) {
 				t.Fatalf("error %v wraps no sentinel", err)
@@ -46,13 +46,13 @@ func FuzzOpenTable(f *testing.F) {
 			pairs[i] = KV{Key: k, Value: v}
 		}
 		// Re-encoding gives a valid table with the same pairs.
-		rebuilt, err := BuildTable(pairs)
+		rebuilt, err := Build(pairs)
 		if err != nil {
-			t.Fatalf("BuildTable of an accepted table's pairs: %v", err)
+			t.Fatalf("Build of an accepted table's pairs: %v", err)
 		}
-		tb2, err := OpenTable(rebuilt)
+		tb2, err := Open(rebuilt)
 		if err != nil {
-			t.Fatalf("OpenTable of the re-encoded table: %v", err)
+			t.Fatalf("Open of the re-encoded table: %v", err)
 		}
 		for i := range tb.Len() {
 			if !bytes.Equal(tb2.Key(i), tb.Key(i)) || !bytes.Equal(tb2.Value(i), tb.Value(i)) {
@@ -63,7 +63,7 @@ func FuzzOpenTable(f *testing.F) {
 }
 
 func mustBuildF(f *testing.F, pairs []KV) []byte {
-	b, err := BuildTable(pairs)
+	b, err := Build(pairs)
 	if err != nil {
 		f.Fatal(err)
 	}

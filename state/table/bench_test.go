@@ -1,6 +1,7 @@
-package state
+package table
 
 import (
+	"github.com/preforkd/preforkd/state"
 	"math/rand/v2"
 	"testing"
 )
@@ -23,7 +24,7 @@ func benchLookups(tb *Table) [][]byte {
 }
 
 func BenchmarkGet(b *testing.B) {
-	tb, err := OpenTable(DemoTable(benchKeys))
+	tb, err := Open(sampleTable(benchKeys))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func BenchmarkGet(b *testing.B) {
 
 // BenchmarkGetSmall: a table that fits in the CPU caches, for comparison.
 func BenchmarkGetSmall(b *testing.B) {
-	tb, err := OpenTable(DemoTable(1000))
+	tb, err := Open(sampleTable(1000))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func benchGet(b *testing.B, tb *Table) {
 }
 
 func BenchmarkGetString(b *testing.B) {
-	tb, err := OpenTable(DemoTable(benchKeys))
+	tb, err := Open(sampleTable(benchKeys))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,24 +68,32 @@ func BenchmarkGetString(b *testing.B) {
 }
 
 func BenchmarkOpenTable(b *testing.B) {
-	data := DemoTable(benchKeys)
+	data := sampleTable(benchKeys)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := OpenTable(data); err != nil {
+		if _, err := Open(data); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkChecksum(b *testing.B) {
-	data := make([]byte, 64<<20)
-	for i := range data {
-		data[i] = byte(i * 31)
+// BenchmarkGetMapped: Get over the table in a sealed memfd mapping, as in a
+// worker.
+func BenchmarkGetMapped(b *testing.B) {
+	r, err := state.FromBytes("bench", sampleTable(benchKeys))
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		Checksum(data)
+	defer r.Close()
+	m, err := r.Map()
+	if err != nil {
+		b.Fatal(err)
 	}
+	defer m.Close()
+	tb, err := Open(m.Bytes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchGet(b, tb)
 }

@@ -1,4 +1,7 @@
-package main
+// Package demo is preforkd's built-in app and its generated shared table:
+// what `go run ./cmd/preforkd` serves, and what the tests and benchmarks
+// drive.
+package demo
 
 import (
 	"context"
@@ -12,10 +15,11 @@ import (
 
 	"github.com/preforkd/preforkd/server"
 	"github.com/preforkd/preforkd/state"
+	"github.com/preforkd/preforkd/state/table"
 	"github.com/preforkd/preforkd/worker"
 )
 
-// demoApp is the built-in app. Every answer begins with one line naming the
+// App is the built-in app. Every answer begins with one line naming the
 // worker that served it:
 //
 //	preforkd demo worker=<slot> pid=<pid> generation=<n> version=<version>
@@ -24,13 +28,13 @@ import (
 // (allocate and keep N MiB), GET /state
 // (size and CRC-32, as zlib computes it, of the shared region), GET /kv/<key> (a value of the
 // shared table; 404 when missing or when the state is not a table).
-func demoApp(o *options) server.App {
+func App(version string) server.App {
 	return func(ctx context.Context, w *worker.Worker) error {
 		d := &demo{
 			line: fmt.Sprintf("preforkd demo worker=%d pid=%d generation=%d version=%s\n", w.Slot(), os.Getpid(), w.Generation(), version),
 			data: w.State(),
 		}
-		if t, err := state.OpenTable(d.data); err == nil {
+		if t, err := table.Open(d.data); err == nil {
 			d.table = t
 		}
 		mux := http.NewServeMux()
@@ -50,7 +54,7 @@ type demo struct {
 	held  [][]byte // memory kept by /grow
 	line  string
 	data  []byte
-	table *state.Table
+	table *table.Table
 	once  sync.Once
 	sum   uint64
 }

@@ -1,18 +1,20 @@
-package state
+package demo
 
 import (
 	"bytes"
 	"fmt"
+	"github.com/preforkd/preforkd/state"
+	"github.com/preforkd/preforkd/state/table"
 	"testing"
 )
 
-func TestDemoTable(t *testing.T) {
+func TestTable(t *testing.T) {
 	const n = 2000
-	b := DemoTable(n)
-	if !bytes.Equal(b, DemoTable(n)) {
-		t.Fatal("DemoTable is not deterministic")
+	b := Table(n)
+	if !bytes.Equal(b, Table(n)) {
+		t.Fatal("Table is not deterministic")
 	}
-	tb, err := OpenTable(b) // also checks that the keys are sorted
+	tb, err := table.Open(b) // also checks that the keys are sorted
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,9 +22,9 @@ func TestDemoTable(t *testing.T) {
 		t.Fatalf("Len() = %d, want %d", tb.Len(), n)
 	}
 	for i := range n {
-		want := DemoPair(n, i)
+		want := Pair(n, i)
 		if !bytes.Equal(tb.Key(i), want.Key) || !bytes.Equal(tb.Value(i), want.Value) {
-			t.Fatalf("entry %d = %q → %q, DemoPair gives %q → %q", i, tb.Key(i), tb.Value(i), want.Key, want.Value)
+			t.Fatalf("entry %d = %q → %q, Pair gives %q → %q", i, tb.Key(i), tb.Value(i), want.Key, want.Value)
 		}
 		key := fmt.Sprintf("key-%06d", i)
 		v, ok := tb.GetString(key)
@@ -48,10 +50,10 @@ func TestDemoTable(t *testing.T) {
 
 // TestDemoTablePinned pins the demo's bytes: the header, the first entry and
 // the checksum (computed independently with Python's zlib.crc32).
-func TestDemoTablePinned(t *testing.T) {
-	b := DemoTable(1000)
+func TestTablePinned(t *testing.T) {
+	b := Table(1000)
 	if len(b) != 63032 {
-		t.Fatalf("DemoTable(1000) is %d bytes, want 63032", len(b))
+		t.Fatalf("Table(1000) is %d bytes, want 63032", len(b))
 	}
 	header := "PFKVTBL1" + "\x01\x00\x00\x00" + "\x00\x00\x00\x00" +
 		"\xe8\x03\x00\x00\x00\x00\x00\x00" + // 1000 entries
@@ -59,27 +61,27 @@ func TestDemoTablePinned(t *testing.T) {
 	entry0 := "\x00\x00\x00\x00\x00\x00\x00\x00" + // key at 0
 		"\x0a\x00\x00\x00\x00\x00\x00\x00" + // value at 10
 		"\x0a\x00\x00\x00" + "\x1d\x00\x00\x00" // 10 and 29 bytes
-	if got := string(b[:headerSize+entrySize]); got != header+entry0 {
+	if got := string(b[:32+24]); got != header+entry0 {
 		t.Errorf("header and entry 0:\n got %q\nwant %q", got, header+entry0)
 	}
-	if got := string(b[headerSize+1000*entrySize:][:39]); got != "key-000000value-000000-e220a8397b1dcdaf" {
+	if got := string(b[32+1000*24:][:39]); got != "key-000000value-000000-e220a8397b1dcdaf" {
 		t.Errorf("data area starts with %q", got)
 	}
-	if got := Checksum(b); got != 0xa195a261 {
-		t.Errorf("Checksum(DemoTable(1000)) = %#x, want 0xa195a261", got)
+	if got := state.Checksum(b); got != 0xa195a261 {
+		t.Errorf("state.Checksum(Table(1000)) = %#x, want 0xa195a261", got)
 	}
 }
 
-func TestDemoTableEmpty(t *testing.T) {
+func TestTableEmpty(t *testing.T) {
 	for _, n := range []int{0, -5} {
-		tb, err := OpenTable(DemoTable(n))
+		tb, err := table.Open(Table(n))
 		if err != nil || tb.Len() != 0 {
-			t.Errorf("DemoTable(%d): %v, want an empty table", n, err)
+			t.Errorf("Table(%d): %v, want an empty table", n, err)
 		}
 	}
 }
 
-func TestDemoKeyWidth(t *testing.T) {
+func TestKeyWidth(t *testing.T) {
 	for _, tc := range []struct {
 		n, i int
 		key  string
@@ -90,40 +92,31 @@ func TestDemoKeyWidth(t *testing.T) {
 		{1_000_001, 5, "key-0000005"},
 		{20_000_000, 5, "key-00000005"},
 	} {
-		p := DemoPair(tc.n, tc.i)
+		p := Pair(tc.n, tc.i)
 		if string(p.Key) != tc.key {
-			t.Errorf("DemoPair(%d, %d) key %q, want %q", tc.n, tc.i, p.Key, tc.key)
+			t.Errorf("Pair(%d, %d) key %q, want %q", tc.n, tc.i, p.Key, tc.key)
 		}
 		if want := "value-" + tc.key[4:] + "-"; !bytes.HasPrefix(p.Value, []byte(want)) {
-			t.Errorf("DemoPair(%d, %d) value %q, want prefix %q", tc.n, tc.i, p.Value, want)
+			t.Errorf("Pair(%d, %d) value %q, want prefix %q", tc.n, tc.i, p.Value, want)
 		}
 	}
 }
 
-func TestDemoPairPanics(t *testing.T) {
+func TestPairPanics(t *testing.T) {
 	for _, i := range []int{-1, 10} {
 		func() {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("DemoPair(10, %d) did not panic", i)
+					t.Errorf("Pair(10, %d) did not panic", i)
 				}
 			}()
-			DemoPair(10, i)
+			Pair(10, i)
 		}()
 	}
 }
 
-func BenchmarkDemoTable(b *testing.B) {
+func BenchmarkTable(b *testing.B) {
 	for b.Loop() {
-		DemoTable(100_000)
-	}
-}
-
-func BenchmarkBuildTable(b *testing.B) {
-	pairs := tableKVs(b, DemoTable(100_000))
-	for b.Loop() {
-		if _, err := BuildTable(pairs); err != nil {
-			b.Fatal(err)
-		}
+		Table(100_000)
 	}
 }

@@ -1,4 +1,4 @@
-package state
+package table
 
 import (
 	"bytes"
@@ -14,23 +14,20 @@ import (
 var (
 	// ErrNotTable: the bytes are too short to hold a table header or do not
 	// start with the table magic "PFKVTBL1".
-	ErrNotTable = errors.New("state: not a key/value table")
+	ErrNotTable = errors.New("table: not a key/value table")
 	// ErrCorruptTable: the bytes start like a table but break the format
 	// (unknown version, an offset out of bounds, unsorted keys, …). The
 	// wrapping error says where.
-	ErrCorruptTable = errors.New("state: corrupt key/value table")
-	// ErrNotSealed: the descriptor given to MapFd is not a memfd that
-	// carries every seal in Seals.
-	ErrNotSealed = errors.New("state: region is not sealed")
+	ErrCorruptTable = errors.New("table: corrupt key/value table")
 )
 
 // Table format constants; the package documentation describes the layout
 // byte by byte.
 const (
-	// TableMagic is the first 8 bytes of every table.
-	TableMagic = "PFKVTBL1"
-	// TableVersion is the only format version this package reads and writes.
-	TableVersion = 1
+	// Magic is the first 8 bytes of every table.
+	Magic = "PFKVTBL1"
+	// Version is the only format version this package reads and writes.
+	Version = 1
 
 	headerSize = 32
 	entrySize  = 24
@@ -42,7 +39,7 @@ const (
 var le = binary.LittleEndian
 
 // Table is a read-only view of a key/value table, searched in place. It
-// keeps the byte slice given to OpenTable and copies nothing: every slice it
+// keeps the byte slice given to Open and copies nothing: every slice it
 // returns points into that memory, so a Table over a Mapping must not be
 // used, nor any returned slice kept, after the Mapping is closed.
 //
@@ -54,7 +51,7 @@ type Table struct {
 	n    int
 }
 
-// OpenTable checks that b is a well-formed table (see the package
+// Open checks that b is a well-formed table (see the package
 // documentation) and returns a view of it. Every header field, every offset
 // and length (with overflow-safe arithmetic) and the order of every pair of
 // neighbouring keys is checked once, in O(size of the entries + size of the
@@ -64,15 +61,15 @@ type Table struct {
 // is too short for a header or has the wrong magic, and wraps
 // ErrCorruptTable (naming the entry and the field) when anything else is
 // wrong. b is kept, not copied, and must not change while the Table is used.
-func OpenTable(b []byte) (*Table, error) {
-	if len(b) < len(TableMagic) || string(b[:len(TableMagic)]) != TableMagic {
-		return nil, fmt.Errorf("%w: missing magic %q", ErrNotTable, TableMagic)
+func Open(b []byte) (*Table, error) {
+	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
+		return nil, fmt.Errorf("%w: missing magic %q", ErrNotTable, Magic)
 	}
 	if len(b) < headerSize {
 		return nil, fmt.Errorf("%w: truncated header: %d bytes, need %d", ErrNotTable, len(b), headerSize)
 	}
-	if v := le.Uint32(b[8:]); v != TableVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrCorruptTable, v, TableVersion)
+	if v := le.Uint32(b[8:]); v != Version {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrCorruptTable, v, Version)
 	}
 	if f := le.Uint32(b[12:]); f != 0 {
 		return nil, fmt.Errorf("%w: unknown flags %#x", ErrCorruptTable, f)

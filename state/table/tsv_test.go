@@ -1,4 +1,4 @@
-package state
+package table
 
 import (
 	"bytes"
@@ -46,12 +46,12 @@ func TestParseTSV(t *testing.T) {
 		t.Error("a key's capacity reaches into its value")
 	}
 
-	tb, err := OpenTable(mustBuild(t, got))
+	tb, err := Open(mustBuild(t, got))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v, ok := tb.GetString("long"); !ok || string(v) != long {
-		t.Error("the long value did not survive BuildTable")
+		t.Error("the long value did not survive Build")
 	}
 }
 
@@ -68,14 +68,14 @@ func TestParseTSVErrors(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
-		{"missing tab", "a\t1\nb\t2\n\nc\t3\nd\t4\ne\t5\nno tab here\n", "state: tsv line 7: missing TAB between key and value"},
-		{"missing tab at end", "a\t1\nb", "state: tsv line 2: missing TAB between key and value"},
-		{"empty key", "a\t1\n\tvalue\n", "state: tsv line 2: empty key"},
-		{"duplicate", "x\t1\na\t1\nb\t2\na\t3\nb\t4\n", `state: tsv line 4: duplicate key "a" (first on line 2)`},
-		{"earliest duplicate wins", "b\t1\na\t1\na\t2\nb\t2\na\t3\n", `state: tsv line 3: duplicate key "a" (first on line 2)`},
-		{"duplicate before bad line", "a\t1\na\t2\nbad\n", `state: tsv line 2: duplicate key "a" (first on line 1)`},
-		{"bad line before duplicate", "a\t1\nbad\na\t2\n", "state: tsv line 2: missing TAB"},
-		{"CRLF and LF lines", "a\t1\r\na\t2\n", `state: tsv line 2: duplicate key "a" (first on line 1)`},
+		{"missing tab", "a\t1\nb\t2\n\nc\t3\nd\t4\ne\t5\nno tab here\n", "table: tsv line 7: missing TAB between key and value"},
+		{"missing tab at end", "a\t1\nb", "table: tsv line 2: missing TAB between key and value"},
+		{"empty key", "a\t1\n\tvalue\n", "table: tsv line 2: empty key"},
+		{"duplicate", "x\t1\na\t1\nb\t2\na\t3\nb\t4\n", `table: tsv line 4: duplicate key "a" (first on line 2)`},
+		{"earliest duplicate wins", "b\t1\na\t1\na\t2\nb\t2\na\t3\n", `table: tsv line 3: duplicate key "a" (first on line 2)`},
+		{"duplicate before bad line", "a\t1\na\t2\nbad\n", `table: tsv line 2: duplicate key "a" (first on line 1)`},
+		{"bad line before duplicate", "a\t1\nbad\na\t2\n", "table: tsv line 2: missing TAB"},
+		{"CRLF and LF lines", "a\t1\r\na\t2\n", `table: tsv line 2: duplicate key "a" (first on line 1)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,7 +103,7 @@ func TestParseTSVReadError(t *testing.T) {
 
 func mustBuild(t *testing.T, pairs []KV) []byte {
 	t.Helper()
-	b, err := BuildTable(pairs)
+	b, err := Build(pairs)
 	if err != nil {
 		t.Fatal(err)
 	}

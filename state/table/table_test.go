@@ -1,4 +1,4 @@
-package state
+package table
 
 import (
 	"bytes"
@@ -24,14 +24,14 @@ func smallPairs() []KV {
 
 func TestBuildOpenGet(t *testing.T) {
 	pairs := smallPairs()
-	b, err := BuildTable(pairs)
+	b, err := Build(pairs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(pairs[0].Key) != "banana" {
-		t.Error("BuildTable reordered its argument")
+		t.Error("Build reordered its argument")
 	}
-	tb, err := OpenTable(b)
+	tb, err := Open(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,14 +83,14 @@ func TestBuildOpenGet(t *testing.T) {
 }
 
 func TestEmptyTable(t *testing.T) {
-	b, err := BuildTable(nil)
+	b, err := Build(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(b) != headerSize {
 		t.Errorf("empty table is %d bytes, want %d", len(b), headerSize)
 	}
-	tb, err := OpenTable(b)
+	tb, err := Open(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestEmptyTable(t *testing.T) {
 }
 
 func TestGetDoesNotAllocate(t *testing.T) {
-	tb, err := OpenTable(DemoTable(10_000))
+	tb, err := Open(sampleTable(10_000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,27 +124,27 @@ func TestGetDoesNotAllocate(t *testing.T) {
 
 func TestBuildTableDuplicate(t *testing.T) {
 	pairs := append(smallPairs(), KV{Key: []byte("apple"), Value: []byte("green")})
-	_, err := BuildTable(pairs)
+	_, err := Build(pairs)
 	if err == nil || !strings.Contains(err.Error(), `duplicate key "apple"`) {
-		t.Errorf("BuildTable error %v, want one naming the duplicate key", err)
+		t.Errorf("Build error %v, want one naming the duplicate key", err)
 	}
-	if err := WriteTable(new(bytes.Buffer), pairs); err == nil || !strings.Contains(err.Error(), `duplicate key "apple"`) {
-		t.Errorf("WriteTable error %v, want one naming the duplicate key", err)
+	if err := Write(new(bytes.Buffer), pairs); err == nil || !strings.Contains(err.Error(), `duplicate key "apple"`) {
+		t.Errorf("Write error %v, want one naming the duplicate key", err)
 	}
 }
 
 func TestWriteTableMatchesBuildTable(t *testing.T) {
-	for _, pairs := range [][]KV{nil, smallPairs(), tableKVs(t, DemoTable(5000))} {
-		want, err := BuildTable(pairs)
+	for _, pairs := range [][]KV{nil, smallPairs(), tableKVs(t, sampleTable(5000))} {
+		want, err := Build(pairs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var buf bytes.Buffer
-		if err := WriteTable(&buf, pairs); err != nil {
+		if err := Write(&buf, pairs); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(buf.Bytes(), want) {
-			t.Errorf("%d pairs: WriteTable and BuildTable differ", len(pairs))
+			t.Errorf("%d pairs: Write and Build differ", len(pairs))
 		}
 	}
 }
@@ -160,16 +160,16 @@ func (w *errWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriteTableError(t *testing.T) {
-	err := WriteTable(&errWriter{n: 100 << 10}, tableKVs(t, DemoTable(5000)))
+	err := Write(&errWriter{n: 100 << 10}, tableKVs(t, sampleTable(5000)))
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
-		t.Errorf("WriteTable error %v, want disk full", err)
+		t.Errorf("Write error %v, want disk full", err)
 	}
 }
 
 // tableKVs returns the pairs of table b.
 func tableKVs(t testing.TB, b []byte) []KV {
 	t.Helper()
-	tb, err := OpenTable(b)
+	tb, err := Open(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func tableKVs(t testing.TB, b []byte) []KV {
 // corrupt returns a copy of the 3-entry table "a"→"1", "b"→"22", "c"→"333"
 // changed by f.
 func corrupt(f func(b []byte) []byte) []byte {
-	b, err := BuildTable([]KV{
+	b, err := Build([]KV{
 		{Key: []byte("a"), Value: []byte("1")},
 		{Key: []byte("b"), Value: []byte("22")},
 		{Key: []byte("c"), Value: []byte("333")},
@@ -237,9 +237,9 @@ func TestOpenTableRefusesCorruption(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb, err := OpenTable(tt.b)
+			tb, err := Open(tt.b)
 			if err == nil {
-				t.Fatalf("OpenTable accepted it (%d entries)", tb.Len())
+				t.Fatalf("Open accepted it (%d entries)", tb.Len())
 			}
 			if !errors.Is(err, tt.is) {
 				t.Errorf("error %q is not %v", err, tt.is)
@@ -250,7 +250,7 @@ func TestOpenTableRefusesCorruption(t *testing.T) {
 		})
 	}
 	// The unchanged table is fine: each case above breaks one thing.
-	if _, err := OpenTable(corrupt(func(b []byte) []byte { return b })); err != nil {
+	if _, err := Open(corrupt(func(b []byte) []byte { return b })); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -261,7 +261,7 @@ func TestOpenTableAcceptsOverlap(t *testing.T) {
 		le.PutUint64(ent(b, 2)[8:], 0) // value of "c" = data[0:3] = "a1b"
 		return b
 	})
-	tb, err := OpenTable(b)
+	tb, err := Open(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,27 +270,16 @@ func TestOpenTableAcceptsOverlap(t *testing.T) {
 	}
 }
 
-func TestChecksum(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want uint64
-	}{
-		{"", 0},
-		{"123456789", 0xcbf43926}, // the CRC-32 check value
-		{"The quick brown fox jumps over the lazy dog", 0x414fa339},
-	} {
-		if got := Checksum([]byte(tc.in)); got != tc.want {
-			t.Errorf("Checksum(%q) = %#x, want %#x", tc.in, got, tc.want)
-		}
-	}
-}
-
 func ExampleTable_GetString() {
-	tb, err := OpenTable(DemoTable(1000))
+	b, err := Build([]KV{{Key: []byte("key-000042"), Value: []byte("the answer")}, {Key: []byte("b"), Value: []byte("c")}})
+	if err != nil {
+		panic(err)
+	}
+	tb, err := Open(b)
 	if err != nil {
 		panic(err)
 	}
 	v, ok := tb.GetString("key-000042")
 	fmt.Printf("%d entries; %s %v\n", tb.Len(), v, ok)
-	// Output: 1000 entries; value-000042-bdd732262feb6e95 true
+	// Output: 2 entries; the answer true
 }
