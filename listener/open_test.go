@@ -489,7 +489,7 @@ func TestOpenRejectsDuplicateNames(t *testing.T) {
 	}
 }
 
-// TestFileFdKeepsListenerNonblocking is the trap of DESIGN.md: os/exec calls
+// TestFileFdKeepsListenerNonblocking is a known trap: os/exec calls
 // Fd on every ExtraFiles entry. Socket.File's Fd must leave the shared open
 // file description non-blocking.
 func TestFileFdKeepsListenerNonblocking(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/preforkd/preforkd/listener"
@@ -29,8 +30,8 @@ type Config struct {
 	// MetricsAddr is the host:port of the master's metrics and health
 	// endpoint. Empty: none.
 	MetricsAddr string
-	// Control is the path of the control socket. Empty: DefaultControlPath().
-	// "off": no control socket.
+	// Control is the path of the control socket. Empty: DefaultControlPath
+	// of the executable's name. "off": no control socket.
 	Control string
 	// PIDFile, when set, is written atomically with the master's pid once
 	// its first workers are all ready, and removed at the final stop.
@@ -151,9 +152,6 @@ func (c *Config) setDefaults() {
 	if len(c.Listen) == 0 {
 		c.Listen = []listener.Spec{{Name: "http", Network: "tcp", Address: "127.0.0.1:8080"}}
 	}
-	if c.Control == "" {
-		c.Control = DefaultControlPath()
-	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -207,11 +205,26 @@ func (c *Config) validate() error {
 	return listener.ValidateSet(c.Listen)
 }
 
-// DefaultControlPath is $XDG_RUNTIME_DIR/preforkd.sock, else
-// /tmp/preforkd-<uid>.sock.
-func DefaultControlPath() string {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return d + "/preforkd.sock"
+// DefaultControlPath is where a master of the program name puts its
+// control socket, and where its ctl looks for it: name.sock in
+// $XDG_RUNTIME_DIR when that is set; else, for root, in /run/name/; else in
+// a private directory os.TempDir()/name-UID/ — never a guessable file in a
+// world-writable directory. The directory (not $XDG_RUNTIME_DIR) is created
+// with mode 0700 if it does not exist; one that exists must belong to this
+// user and be writable by no one else, or the error says so.
+func DefaultControlPath(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return "", fmt.Errorf("%w: program name %q cannot name a control socket: set -control", ErrConfig, name)
 	}
-	return fmt.Sprintf("/tmp/preforkd-%d.sock", os.Getuid())
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, name+".sock"), nil
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("%s-%d", name, os.Geteuid()))
+	if os.Geteuid() == 0 {
+		dir = filepath.Join("/run", name)
+	}
+	if err := privateDir(dir); err != nil {
+		return "", fmt.Errorf("control socket directory %s: %w (set -control to use another path)", dir, err)
+	}
+	return filepath.Join(dir, name+".sock"), nil
 }

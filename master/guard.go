@@ -31,7 +31,17 @@ func (c *Config) prepare() error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	return checkNotWorker()
+	if err := checkNotWorker(); err != nil {
+		return err
+	}
+	if c.Control == "" {
+		path, err := DefaultControlPath(filepath.Base(os.Args[0]))
+		if err != nil {
+			return err
+		}
+		c.Control = path
+	}
+	return nil
 }
 
 // checkPIDFile makes sure the pid file can be written (tableflip writes it

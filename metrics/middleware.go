@@ -129,7 +129,9 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	panic(err)
 }
 
-// Wrap returns h instrumented with the three metrics. The returned handler is
+// Wrap returns h instrumented with the three metrics. A handler that
+// panics is counted as code="500" (the panic goes on up to net/http, which
+// aborts the connection). The returned handler is
 // safe for concurrent use. The ResponseWriter h sees passes Flush, Hijack
 // and ReadFrom through, and unwraps for http.ResponseController.
 func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
@@ -137,17 +139,24 @@ func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
 		m.inFlight.Inc()
 		start := time.Now()
 		rec := &statusWriter{ResponseWriter: w}
+		panicked := true
 		defer func() {
 			mi := methodIndex(r.Method)
 			m.observers[mi].Observe(time.Since(start).Seconds())
 			code := rec.code
-			if code == 0 {
+			switch {
+			case panicked && (code == 0 || code < 500):
+				// net/http aborts the connection: the client gets no
+				// answer, which counts as a server error.
+				code = http.StatusInternalServerError
+			case code == 0:
 				code = http.StatusOK
 			}
 			m.counter(mi, code).Inc()
 			m.inFlight.Dec()
 		}()
 		h.ServeHTTP(rec, r)
+		panicked = false
 	})
 }
 

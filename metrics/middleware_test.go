@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -50,5 +52,41 @@ http_requests_total{code="404",method="post"} 1
 	}
 	if n := testutil.CollectAndCount(m.duration); n != len(methods)+1 {
 		t.Errorf("%d duration series, want one per method label (%d)", n, len(methods)+1)
+	}
+}
+
+// A panicking handler counts as a 500, and the panic still reaches
+// net/http (the connection is aborted, the server goes on).
+func TestHTTPMiddlewarePanicIs500(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewHTTPMetrics(reg)
+	srv := httptest.NewServer(m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			panic("boom")
+		}
+		w.Write([]byte("ok"))
+	})))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // net/http logs the panic
+	defer srv.Close()
+	if resp, err := http.Get(srv.URL + "/boom"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a panicking handler answered %s; net/http should abort the connection", resp.Status)
+	}
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatalf("the server did not survive the panic: %v", err)
+	}
+	resp.Body.Close()
+	want := `
+# HELP http_requests_total HTTP requests completed, by status code and method.
+# TYPE http_requests_total counter
+http_requests_total{code="200",method="get"} 1
+http_requests_total{code="500",method="get"} 1
+`
+	if err := testutil.CollectAndCompare(m.requests, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 0 {
+		t.Errorf("in flight %v after the panic", got)
 	}
 }

@@ -18,8 +18,8 @@ import (
 type HTTP struct {
 	// Handler answers requests.
 	Handler http.Handler
-	// Server, when set, is used for its timeouts and settings; its Handler
-	// and ConnState are replaced.
+	// Server, when set, gives its timeouts and settings; they are copied,
+	// and the caller's Server is not modified.
 	Server *http.Server
 	// IdleClose is how long a connection must have been idle during a
 	// drain before it is closed. Defaults to 1s.
@@ -44,7 +44,7 @@ func (h *HTTP) init() {
 	h.once.Do(func() {
 		h.srv = &http.Server{ReadHeaderTimeout: 30 * time.Second}
 		if h.Server != nil {
-			h.srv = h.Server
+			h.srv = cloneServer(h.Server)
 		}
 		if h.IdleClose <= 0 {
 			h.IdleClose = time.Second
@@ -201,11 +201,8 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 		if err != nil {
 			return err
 		}
-		srv := h
-		if i > 0 {
-			srv = &HTTP{Server: cloneServer(h.Server), IdleClose: h.IdleClose}
-		}
-		srv.Handler = handler
+		// The caller's h is left as it is: each listener gets its own.
+		srv := &HTTP{Handler: handler, Server: h.Server, IdleClose: h.IdleClose}
 		servers[i] = srv
 		go func() { errc <- srv.Serve(ln) }()
 	}
@@ -228,11 +225,11 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 	return first
 }
 
-// cloneServer copies a base server's settings for another listener.
+// cloneServer copies a server's settings (not its Handler or ConnState,
+// which HTTP sets).
 func cloneServer(s *http.Server) *http.Server {
-	if s == nil {
-		return nil
-	}
 	return &http.Server{ReadTimeout: s.ReadTimeout, ReadHeaderTimeout: s.ReadHeaderTimeout, WriteTimeout: s.WriteTimeout,
-		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: s.MaxHeaderBytes, ErrorLog: s.ErrorLog}
+		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: s.MaxHeaderBytes, ErrorLog: s.ErrorLog, TLSConfig: s.TLSConfig,
+		TLSNextProto: s.TLSNextProto, BaseContext: s.BaseContext, ConnContext: s.ConnContext,
+		DisableGeneralOptionsHandler: s.DisableGeneralOptionsHandler, Protocols: s.Protocols, HTTP2: s.HTTP2}
 }

@@ -295,7 +295,7 @@ func TestHTTPDrainClosesIdleConnectionAfterIdleClose(t *testing.T) {
 
 // 1d. A connection accepted before the drain that sends its first request
 // after the drain began gets an answer, not EOF: the trap of the stock
-// http.Server.Shutdown (DESIGN.md, "Traps we already know";
+// http.Server.Shutdown (a known trap;
 // TestStockShutdownLosesRequestOnNewConnection shows it).
 func TestHTTPDrainServesFirstRequestOnNewConnection(t *testing.T) {
 	h := &HTTP{Handler: okHandler()} // IdleClose: the default, 1s
@@ -397,7 +397,7 @@ func TestHTTPServeReturnsNilAfterShutdown(t *testing.T) {
 // connection must have been idle during a drain"), so a keep-alive
 // connection that was already idle for longer than IdleClose when the
 // drain began must not be closed at once: a client sending on it right
-// then is cut off (DESIGN.md, second HTTP trap).
+// then is cut off (the second HTTP trap).
 func TestHTTPDrainLongIdleConnectionIsNotClosedAtOnce(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	for _, tc := range []struct {
@@ -458,7 +458,7 @@ func TestHTTPShutdownBeforeServe(t *testing.T) {
 	}
 }
 
-// The trap that HTTP exists for (DESIGN.md): with the stock
+// The trap that HTTP exists for: with the stock
 // http.Server.Shutdown, a connection accepted before the drain whose first
 // request arrives after the drain began gets no answer at all.
 func TestStockShutdownLosesRequestOnNewConnection(t *testing.T) {

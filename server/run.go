@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/preforkd/preforkd/internal/aggregate"
 	"github.com/preforkd/preforkd/internal/shim"
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/metrics"
@@ -16,20 +15,30 @@ import (
 type Config struct {
 	// Master configures the master role.
 	Master master.Config
-	// Worker configures the worker runtime (its MapState is set by Run
+	// Worker configures the worker runtime (its Registry is set by Run
 	// when left nil).
 	Worker worker.Options
 }
 
 // App is the program a worker runs. ctx is the worker's context (it ends
 // on SIGTERM or master death); the app drains and returns then. A non-nil
-// error is logged and makes the worker exit 1.
+// error is logged and makes the worker exit 1. The app must call w.Ready
+// once it serves (ServeHTTP, Serve and TCP.Run do); an app that returns
+// without having done so is an error that says so.
 type App func(ctx context.Context, w *worker.Worker) error
+
+// ErrNotReady is returned (wrapped) when an app returns before it called
+// w.Ready.
+var ErrNotReady = errors.New("the app returned before Ready: call w.Ready() once it serves (or serve with server.ServeHTTP, server.Serve or TCP.Run)")
 
 // Run runs the role this process was started in: the exec shim of an
 // external worker (never returns on success), a worker (runs app), or the
 // master (supervises until stopped). See master.Run for the master's
-// returns.
+// returns. Off Linux it runs app in-process as one worker on the
+// configured listeners (a development mode).
+//
+// Workers are this program run again with the same arguments: everything
+// main does before Run, every worker does too.
 func Run(ctx context.Context, cfg Config, app App) error {
 	if shim.Is() {
 		return shim.Run()
@@ -37,16 +46,13 @@ func Run(ctx context.Context, cfg Config, app App) error {
 	if worker.IsWorker() {
 		return RunWorker(cfg.Worker, app)
 	}
-	return master.Run(ctx, cfg.Master)
+	return runMaster(ctx, cfg.Master, cfg.Worker, app)
 }
 
 // RunWorker runs app with the worker runtime and closes it afterwards.
 func RunWorker(opts worker.Options, app App) error {
 	if app == nil {
 		return errors.New("server: no app to run in the worker")
-	}
-	if opts.MapState == nil {
-		opts.MapState = mapState
 	}
 	if opts.Registry == nil {
 		opts.Registry = metrics.NewWorkerRegistry()
@@ -56,13 +62,19 @@ func RunWorker(opts worker.Options, app App) error {
 		return err
 	}
 	defer w.Close()
-	if f := w.MetricsFile(); f != nil {
-		// Closed before the worker: it sends the master a last snapshot,
-		// so that the counters of the drain are not lost.
-		ws := aggregate.NewWorkerServer(f, opts.Registry)
-		defer ws.Close()
+	return runApp(w, app)
+}
+
+// runApp runs app on w, with the readiness guard.
+func runApp(w *worker.Worker, app App) error {
+	err := app(w.Context(), w)
+	if !w.IsReady() {
+		if err != nil {
+			return fmt.Errorf("worker %d: %w (%w)", w.Slot(), err, ErrNotReady)
+		}
+		return fmt.Errorf("worker %d: %w", w.Slot(), ErrNotReady)
 	}
-	if err := app(w.Context(), w); err != nil {
+	if err != nil {
 		return fmt.Errorf("worker %d: %w", w.Slot(), err)
 	}
 	return nil

@@ -6,13 +6,18 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/preforkd/preforkd/worker"
 )
 
 // TCP serves a handler per connection. The zero value is not usable: set
 // Handler.
 type TCP struct {
 	// Handler serves one connection; it should return when ctx ends
-	// (the drain began). The connection is closed after it returns.
+	// (the drain began). The connection is closed after it returns. When
+	// the drain begins, every connection's read deadline is set to now, so
+	// that a handler blocked in Read returns (with os.ErrDeadlineExceeded)
+	// instead of holding the drain for the whole grace period.
 	Handler func(ctx context.Context, c net.Conn)
 
 	once   sync.Once
@@ -106,6 +111,11 @@ func (t *TCP) Shutdown(ctx context.Context) error {
 	if ln != nil {
 		ln.Close()
 	}
+	t.mu.Lock()
+	for c := range t.conns {
+		c.SetReadDeadline(time.Now()) // unblock handlers stuck in a read
+	}
+	t.mu.Unlock()
 	done := make(chan struct{})
 	go func() { t.wg.Wait(); close(done) }()
 	select {
@@ -121,3 +131,7 @@ func (t *TCP) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Run serves on the worker's listener named name: Serve, Ready, and a drain
+// within the worker's grace when its context ends (see Serve).
+func (t *TCP) Run(w *worker.Worker, name string) error { return Serve(w, name, t) }

@@ -14,5 +14,9 @@
 //
 // Most programs use package server, which does all of this. Package worker
 // never imports package master: the contract between them is the process
-// environment described in DESIGN.md.
+// environment (systemd's LISTEN_FDS and NOTIFY_SOCKET, and the PREFORK_*
+// variables that carry the shared state, the metrics socket and the
+// lifeline). NewLocal runs the same API in the calling process, on
+// listeners the caller opened (package server's development mode, and
+// tests of an app).
 package worker

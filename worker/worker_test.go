@@ -21,7 +21,7 @@ import (
 )
 
 // contractEnv lists every variable of the master → worker contract that
-// New must unset (DESIGN.md, "Contract: master → worker hand-off").
+// New must unset (the master → worker contract, internal/contract).
 var contractEnv = []string{
 	"PREFORK_WORKER", "PREFORK_GENERATION", "PREFORK_STATE_FD", "PREFORK_STATE_SIZE",
 	"PREFORK_METRICS_FD", "PREFORK_MASTER_FD", "PREFORK_MASTER_PID", "PREFORK_GRACE",

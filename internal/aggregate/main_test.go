@@ -215,7 +215,7 @@ func gatherAndCompare(g prometheus.Gatherer, want string, names ...string) error
 			gotF = append(gotF, mf)
 		}
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation) // the zero value panics (DESIGN trap)
+	p := expfmt.NewTextParser(model.UTF8Validation) // the zero value panics
 	parsed, err := p.TextToMetricFamilies(strings.NewReader(want))
 	if err != nil {
 		return fmt.Errorf("parse want: %w", err)

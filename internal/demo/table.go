@@ -7,6 +7,10 @@ import (
 	"github.com/preforkd/preforkd/state/table"
 )
 
+// Keys is the size of the table cmd/preforkd generates when no -state is
+// given.
+const Keys = 100_000
+
 // Table returns a deterministic table of n entries (none when n ≤ 0),
 // the demo's shared state (key-000000 … ). Entry i, 0 ≤ i < n, is
 //

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -12,18 +12,25 @@ import (
 	"github.com/preforkd/preforkd/state/table"
 )
 
-// runState is "preforkd state build -in data.tsv -out table.bin": it turns
+// runState is "NAME state build -in data.tsv -out table.bin": it turns
 // key<TAB>value lines into the shared table format. The output is written
 // to a temporary file and renamed, so a failed build leaves nothing behind.
-func runState(args []string, stdout, stderr io.Writer) error {
+func runState(name string, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "build" {
-		return usageError{errors.New("state: want: preforkd state build -in data.tsv -out table.bin")}
+		return usageError{fmt.Errorf("state: want: %s state build -in data.tsv -out table.bin", name)}
 	}
 	fs := flag.NewFlagSet("state build", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	in := fs.String("in", "", "input: one key<TAB>value per line (- for stdin)")
 	out := fs.String("out", "", "output table file")
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "Usage: %s state build -in data.tsv -out table.bin\n\n"+
+				"Turns key<TAB>value lines into the key/value table format, for -state.\n\n", name)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return err
+		}
 		return usageError{fmt.Errorf("state build: %v", err)}
 	}
 	if *in == "" || *out == "" {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -29,14 +29,14 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-workers", "3", "-listen", "a=tcp://127.0.0.1:1", "-listen", "b=udp://127.0.0.1:2", "-max-rss", "1G", "--", "cmd", "arg"}, io.Discard)
+	o, err := parseFlags(testProgram, []string{"-workers", "3", "-listen", "a=tcp://127.0.0.1:1", "-listen", "b=udp://127.0.0.1:2", "-max-rss", "1G", "--", "cmd", "arg"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.workers != 3 || len(o.specs) != 2 || o.specs[1].Network != "udp" || o.maxRSSBytes != 1<<30 || strings.Join(o.command, " ") != "cmd arg" {
 		t.Errorf("parsed %+v", o)
 	}
-	d, err := parseFlags(nil, io.Discard)
+	d, err := parseFlags(testProgram, nil, io.Discard)
 	if err != nil || len(d.specs) != 1 || d.specs[0].String() != "http=tcp://127.0.0.1:8080" || d.metrics != "127.0.0.1:9100" {
 		t.Errorf("defaults: %+v %v", d, err)
 	}
@@ -52,14 +52,14 @@ func TestParseFlags(t *testing.T) {
 		{"-state /no/such/file", "/no/such/file"},
 		{"-bogus", "-bogus"},
 	} {
-		_, err := parseFlags(strings.Fields(c.args), io.Discard)
+		_, err := parseFlags(testProgram, strings.Fields(c.args), io.Discard)
 		var ue usageError
 		if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v; want a usage error naming %s", c.args, err, c.want)
 		}
 	}
 	var help strings.Builder
-	if _, err := parseFlags([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) || !strings.Contains(help.String(), "-max-rss") {
+	if _, err := parseFlags(testProgram, []string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) || !strings.Contains(help.String(), "-max-rss") {
 		t.Errorf("-h: %v, %q", err, help.String())
 	}
 }
@@ -79,3 +79,5 @@ func TestLookupCredential(t *testing.T) {
 		t.Errorf("numeric: %+v %v", c, err)
 	}
 }
+
+var testProgram = Program{Name: "preforkd", Version: "test"}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -13,10 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/preforkd/preforkd/internal/demo"
 	"github.com/preforkd/preforkd/listener"
 	"github.com/preforkd/preforkd/master"
-	"github.com/preforkd/preforkd/state"
 )
 
 // options are the parsed command line.
@@ -54,22 +52,22 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 const usageText = `Usage:
-  preforkd [flags] [-- COMMAND ARGS...]   supervise workers (the demo app, or COMMAND)
-  preforkd ctl [-control PATH] status [-json] | reload | restart | scale N | stop
-  preforkd state build -in data.tsv -out table.bin
+  NAME [flags] [-- COMMAND ARGS...]   supervise workers (the app, or COMMAND)
+  NAME ctl [-control PATH] status [-json] | reload | restart | scale N | stop
+  NAME state build -in data.tsv -out table.bin
 
 Flags:
 `
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
-	fs := flag.NewFlagSet("preforkd", flag.ContinueOnError)
+	fs := flag.NewFlagSet(p.Name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "number of worker processes")
 	fs.Var(&o.listen, "listen", "a socket for the workers, NAME=SCHEME://ADDR (tcp, tcp4, tcp6, unix, udp); repeatable (default http=tcp://127.0.0.1:8080)")
 	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9100", "HOST:PORT of the master's /metrics and /healthz, or off")
 	fs.StringVar(&o.pidfile, "pidfile", "", "write the master's pid here (atomically) once its workers are ready")
-	fs.StringVar(&o.control, "control", "", "control socket path, or off (default $XDG_RUNTIME_DIR/preforkd.sock, else /tmp/preforkd-UID.sock)")
+	fs.StringVar(&o.control, "control", "", "control socket path, or off (default: NAME.sock in $XDG_RUNTIME_DIR, else /run/NAME/ for root, else a private directory; see ctl)")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long a stopping worker may drain before SIGKILL")
 	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", time.Minute, "how long a new master may take to become ready at an upgrade")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "kill and replace a ready worker silent (no WATCHDOG=1) this long; 0 = off")
@@ -79,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.backoffMax, "backoff-max", 10*time.Second, "longest restart delay")
 	fs.IntVar(&o.startAttempts, "start-attempts", 3, "while no worker has ever been ready, a slot whose workers die this many times before ready fails the start (exit 1); 0: never give up")
 	fs.DurationVar(&o.stable, "stable-period", time.Second, "a worker ready this long is restarted at once when it dies, and resets its slot's backoff")
-	fs.StringVar(&o.statePath, "state", "", "file loaded into the shared read-only state region (default: a generated 100,000-key demo table)")
+	fs.StringVar(&o.statePath, "state", "", "file loaded into the shared read-only state region (default: the program's own, if any)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -87,17 +85,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.group, "group", "", "run workers with this group (name or gid; default: -user's primary group)")
 	fs.StringVar(&o.maxRSS, "max-rss", "", "replace a worker whose resident memory exceeds SIZE (e.g. 512MiB, 2G); its replacement is ready first")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
+	if p.Flags != nil {
+		p.Flags(fs)
+	}
 	// A bad flag gets one line, not the whole usage: Usage prints nothing
 	// during Parse, and the help text only on -h.
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, usageText)
+			fmt.Fprint(stderr, strings.ReplaceAll(usageText, "NAME", p.Name))
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
 			return nil, err
 		}
-		return nil, usageError{fmt.Errorf("%v (see preforkd -h)", err)}
+		return nil, usageError{fmt.Errorf("%v (see %s -h)", err, p.Name)}
 	}
 	o.command = fs.Args()
 	if err := o.check(); err != nil {
@@ -165,10 +166,7 @@ func (o *options) check() error {
 	return nil
 }
 
-// demoKeys is the size of the generated demo table.
-const demoKeys = 100_000
-
-func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
+func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, error) {
 	cfg := master.Config{
 		Workers:        o.workers,
 		Listen:         o.specs,
@@ -188,21 +186,18 @@ func (o *options) masterConfig(logger *slog.Logger) (master.Config, error) {
 		MaxRSS:         o.maxRSSBytes,
 		MaxRequests:    o.maxRequests,
 		Logger:         logger,
-		Version:        version,
+		Version:        p.Version,
+		LoadState:      p.loadState(o.statePath),
 	}
 	if o.metrics != "off" {
 		cfg.MetricsAddr = o.metrics
 	}
-	path := o.statePath
-	cfg.LoadState = func() (master.Region, error) {
-		if path == "" {
-			return state.FromBytes("preforkd-demo", demo.Table(demoKeys))
-		}
-		r, err := state.FromFile(path)
+	if cfg.Control == "" {
+		path, err := master.DefaultControlPath(p.Name)
 		if err != nil {
-			return nil, fmt.Errorf("-state: %w", err)
+			return cfg, err
 		}
-		return r, nil
+		cfg.Control = path
 	}
 	return cfg, nil
 }

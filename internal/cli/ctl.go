@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -17,15 +17,23 @@ import (
 	"github.com/preforkd/preforkd/master"
 )
 
-// runCtl is "preforkd ctl [-control PATH] status [-json] | reload | restart
-// | scale N | stop", the client of the master's control socket.
-func runCtl(args []string, stdout, stderr io.Writer) error {
+// runCtl is "NAME ctl [-control PATH] status [-json] | reload | restart
+// | scale N | stop", the client of the master's control socket; without
+// -control it finds the socket where a master of the same name puts it.
+func runCtl(name string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	path := fs.String("control", master.DefaultControlPath(), "control socket path")
+	path := fs.String("control", "", "control socket path (default: where a master of this name puts it)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for reload or restart")
 	if err := fs.Parse(args); err != nil {
 		return usageError{fmt.Errorf("ctl: %v", err)}
+	}
+	if *path == "" {
+		p, err := master.DefaultControlPath(name)
+		if err != nil {
+			return err
+		}
+		*path = p
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {

@@ -1,0 +1,127 @@
+// Package cli is the command line that server.Main gives a binary: every
+// flag of the preforkd supervisor, `ctl …` (the control socket's client),
+// `state build …`, and -version. cmd/preforkd is one such binary (the demo
+// app); a user's service built on server.Main is another, with the same
+// flags, defaults and messages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/preforkd/preforkd/master"
+	"github.com/preforkd/preforkd/state"
+	"github.com/preforkd/preforkd/worker"
+)
+
+// Program is one binary's command line.
+type Program struct {
+	// Name is the program's name, in messages, usage and the default
+	// control socket's name.
+	Name string
+	// Version is printed by -version and reported in status and logs.
+	Version string
+	// Flags, when set, registers the program's own flags; they are parsed
+	// with the rest (workers run with the same arguments, so they see the
+	// same values).
+	Flags func(fs *flag.FlagSet)
+	// State, when set, builds the shared state when -state is not given.
+	State func() ([]byte, error)
+	// Worker runs the app in this process, which a master started as a
+	// worker.
+	Worker func(log *slog.Logger) error
+	// Master runs the master: master.Run on Linux, the app in-process
+	// elsewhere.
+	Master func(ctx context.Context, cfg master.Config) error
+}
+
+// usageError marks errors in the command line (exit status 2).
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// ExitCode is the exit status for what Run returned: 0 for nil (and for a
+// -h), 2 for a usage error, 1 otherwise.
+func ExitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	return 1
+}
+
+// Run runs the command line args (without the program name).
+func (p Program) Run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "ctl":
+			return runCtl(p.Name, args[1:], stdout)
+		case "state":
+			return runState(p.Name, args[1:], stdout, stderr)
+		}
+	}
+	o, err := parseFlags(p, args, stderr)
+	if err != nil {
+		return err
+	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, p.Name, p.Version)
+		return nil
+	}
+	logger := newLogger(o.logFormat, o.logLevel, stderr)
+	slog.SetDefault(logger)
+	if worker.IsWorker() {
+		return p.Worker(logger)
+	}
+	cfg, err := o.masterConfig(p, logger)
+	if err != nil {
+		return err
+	}
+	// The master checks its configuration itself (for library users too);
+	// here a bad value is a usage error.
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	return p.Master(context.Background(), cfg)
+}
+
+func newLogger(format, level string, w io.Writer) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level)) // validated by parseFlags
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loadState is the master's LoadState: the -state file, else the
+// program's own state, else none.
+func (p Program) loadState(path string) func() (master.Region, error) {
+	switch {
+	case path != "":
+		return func() (master.Region, error) {
+			r, err := state.FromFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("-state: %w", err)
+			}
+			return r, nil
+		}
+	case p.State != nil:
+		return func() (master.Region, error) {
+			b, err := p.State()
+			if err != nil {
+				return nil, fmt.Errorf("state: %w", err)
+			}
+			return state.FromBytes(p.Name+"-state", b)
+		}
+	}
+	return nil
+}
