@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -240,7 +238,7 @@ func (r *report) throughput(t *throughput) {
 	if c1 != nil {
 		r.p("| c1/d preforkd fasthttp with prefork's GOMAXPROCS=1 ÷ prefork | %.2f× | %.2f× |\n", rr(c1, d), rp(c1, d))
 	}
-	r.p("\n**Peer:** fasthttp's prefork mode (row d) is the peer: its own figure is +7.5%% req/s over one fasthttp process, p99 15 ms vs 75 ms (PEERS.md).\n\n")
+	r.p("\n**Peer:** fasthttp's prefork mode (row d) is the peer: its own figure is +7.5%% req/s over one fasthttp process, p99 15 ms vs 75 ms (its own benchmark).\n\n")
 	r.p("**Goal:** throughput ≥ 1.0× each engine's own best mode (a/b and c/d).\n\n")
 	noise := func(x, y *engine) string {
 		if 1-rr(x, y) < max(x.spread(), y.spread())/2 {
@@ -333,7 +331,7 @@ func (r *report) upgrades(l *liveRun, root string) {
 				"the requests that queue behind that CPU burst make the window's tail. What would close it: more CPUs than workers (the start-up burst then runs on an idle core), or starting the new generation at lower CPU priority (nice) during an upgrade, or building the state once and handing the memfd over instead of regenerating it."}))
 	r.p("| SIGHUP → new generation serving (all new workers ready), median / max | %s / %s | ≤ 100 ms | %s |\n", fmtD(medianD(all)), fmtD(maxD(all)),
 		r.verdict(goal{what: "§2 SIGHUP → new generation serving, median / max", figure: fmt.Sprintf("%s / %s", fmtD(medianD(all)), fmtD(maxD(all))), target: "≤ 100 ms", met: maxD(all) <= 100*time.Millisecond,
-			why: upgradeWhy(medianD(started), medianD(all)-medianD(started), handoffWaits(root))}))
+			why: upgradeWhy(medianD(started), medianD(all)-medianD(started))}))
 	r.p("| SIGHUP → first new worker ready / pid file rewritten / old master exited (medians) | %s / %s / %s | | |\n", fmtD(medianD(first)), fmtD(medianD(pid)), fmtD(medianD(gone)))
 	w := l.wrk
 	wrkOK := w.SocketErrors() == 0 && w.Non2xx == 0
@@ -366,22 +364,8 @@ func errLine(errs map[string]int) string {
 }
 
 // upgradeWhy explains a slow upgrade from its two halves.
-func upgradeWhy(started, workers time.Duration, fixedWait bool) string {
-	s := fmt.Sprintf("the new master logs `master started` %s (median) after the SIGHUP, and its workers are all ready %s after that. ", fmtD(started), fmtD(workers))
-	if fixedWait {
-		s += "Of the first part, 50 ms is a fixed wait: after reading the old master's hand-off message, the new master keeps reading the hand-off socket for 50 ms more in case another message is queued " +
-			"(`master/handoff_linux.go`, `receive`, as built for this run), and nothing else comes, so every upgrade waits out the deadline. "
-	}
-	s += "The rest is the exec of a new Go binary, flag parsing, loading the state (for the demo, regenerating its 100,000-key table and memfd), then fork+exec of every worker, on 2 CPUs that also serve the load. What would close it: "
-	if fixedWait {
-		s += "read what is already queued without blocking (a non-blocking `recvmsg`, or an end marker from the old master), which takes 50 ms off every upgrade; "
-	}
-	return s + "hand the sealed state memfd over instead of rebuilding it; start the workers while the master finishes its own start-up."
-}
-
-// handoffWaits reports whether the hand-off code built for this run still
-// waits a fixed 50 ms for further messages after the first one.
-func handoffWaits(root string) bool {
-	b, err := os.ReadFile(filepath.Join(root, "master", "handoff_linux.go"))
-	return err == nil && strings.Contains(string(b), "deadline = time.Now().Add(50 * time.Millisecond)")
+func upgradeWhy(started, workers time.Duration) string {
+	return fmt.Sprintf("the new master logs `master started` %s (median) after the SIGHUP, and its workers are all ready %s after that. ", fmtD(started), fmtD(workers)) +
+		"That is the exec of a new Go binary, flag parsing, loading the state (for the demo, regenerating its 100,000-key table and memfd), then fork+exec of every worker, on 2 CPUs that also serve the load. " +
+		"What would close it: hand the sealed state memfd over instead of rebuilding it; start the workers while the master finishes its own start-up."
 }

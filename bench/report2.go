@@ -75,7 +75,7 @@ func (r *report) memory(m *memResult) {
 		}
 		r.p("| %s | %s | %s MiB | %s | %s | %s | %.3f× | %s |\n", fmtSize(row.size), fmtMiB(row.total()), strings.Join(per, ", "), fmtMiB(shm), fmtMiB(naive), fmtMiB(ideal), rat, v)
 	}
-	r.p("\n**Goal:** within 10%% of ideal. **Peer:** Python workers share only what copy-on-write leaves untouched; `gc.freeze()` before fork cut the total PSS of 24 workers from 1791 to 1237 MB (PEERS.md), still far from one copy. fasthttp prefork \"prevents the use of any global state\": each child would load its own copy, the naive column.\n")
+	r.p("\n**Goal:** within 10%% of ideal. **Peer:** Python workers share only what copy-on-write leaves untouched; `gc.freeze()` before fork cut the total PSS of 24 workers from 1791 to 1237 MB, still far from one copy. fasthttp prefork \"prevents the use of any global state\": each child would load its own copy, the naive column.\n")
 }
 
 func (r *report) startTimes(m *memResult) {
@@ -200,7 +200,7 @@ func balanceWhy(b *balance) string {
 	}
 	return fmt.Sprintf("with one shared accept queue, every worker's epoll is woken by each new connection and the first to call accept wins, so the worker that happens to be on a CPU takes the most; "+
 		"with %d workers on %d CPUs, and the load generator on the same CPUs, some are always off-CPU. "+
-		"What would close it: a listening socket per worker with SO_REUSEPORT (the kernel then spreads connections by hash), with `net.ipv4.tcp_migrate_req=1` so a dying worker's queued connections move to the others instead of being reset — the trade-off DESIGN.md records; "+
+		"What would close it: a listening socket per worker with SO_REUSEPORT (the kernel then spreads connections by hash), with `net.ipv4.tcp_migrate_req=1` so a dying worker's queued connections move to the others instead of being reset — the trade-off behind the default of one shared socket; "+
 		"or an accept that wakes one waiter (EPOLLEXCLUSIVE), which Go's netpoller does not use.", b.workers, runtime.NumCPU())
 }
 
