@@ -119,6 +119,7 @@ type Opts struct {
 	NoWait  bool     // don't wait for readiness
 	Control string   // control socket path (default: a fresh one)
 	Wrapper []string // run the master through this command (it must exec it)
+	Exe     string   // a binary built on server.Main to run instead of preforkd
 }
 
 // startMaster starts preforkd with a fresh port, metrics port, control
@@ -141,7 +142,11 @@ func startMaster(t testing.TB, o Opts) *Master {
 		m.Control = o.Control
 	}
 	m.Exe = filepath.Join(dir, "preforkd")
-	copyFile(t, bin(o.Version), m.Exe)
+	if o.Exe != "" {
+		copyFile(t, o.Exe, m.Exe)
+	} else {
+		copyFile(t, bin(o.Version), m.Exe)
+	}
 	args := []string{
 		"-workers", strconv.Itoa(o.Workers),
 		"-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", m.Port),
