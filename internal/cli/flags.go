@@ -19,31 +19,32 @@ import (
 
 // options are the parsed command line.
 type options struct {
-	workers        int
-	listen         listFlag
-	metrics        string
-	pidfile        string
-	control        string
-	grace          time.Duration
-	upgradeTimeout time.Duration
-	heartbeat      time.Duration
-	startTimeout   time.Duration
-	readyDelay     time.Duration
-	backoffMin     time.Duration
-	backoffMax     time.Duration
-	stable         time.Duration
-	startAttempts  int
-	statePath      string
-	logFormat      string
-	logLevel       string
-	showVersion    bool
-	command        []string
-	specs          []listener.Spec
-	user, group    string
-	maxRSS         string
-	maxRequests    int
-	cred           *master.Credential
-	maxRSSBytes    uint64
+	workers         int
+	listen          listFlag
+	metrics         string
+	pidfile         string
+	control         string
+	grace           time.Duration
+	upgradeTimeout  time.Duration
+	heartbeat       time.Duration
+	startTimeout    time.Duration
+	readyDelay      time.Duration
+	backoffMin      time.Duration
+	backoffMax      time.Duration
+	stable          time.Duration
+	startAttempts   int
+	externalMetrics bool
+	statePath       string
+	logFormat       string
+	logLevel        string
+	showVersion     bool
+	command         []string
+	specs           []listener.Spec
+	user, group     string
+	maxRSS          string
+	maxRequests     int
+	cred            *master.Credential
+	maxRSSBytes     uint64
 }
 
 type listFlag []string
@@ -84,6 +85,7 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.user, "user", "", "run workers as this user (name or uid); the master keeps its own identity (root, to bind)")
 	fs.StringVar(&o.group, "group", "", "run workers with this group (name or gid; default: -user's primary group)")
 	fs.StringVar(&o.maxRSS, "max-rss", "", "replace a worker whose resident memory exceeds SIZE (e.g. 512MiB, 2G); its replacement is ready first")
+	fs.BoolVar(&o.externalMetrics, "external-metrics", false, "give external workers (-- COMMAND) a metrics socket (PREFORK_METRICS_FD) and wait for their answers at each scrape; only for commands that speak its protocol")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
 	if p.Flags != nil {
 		p.Flags(fs)
@@ -135,6 +137,12 @@ func (o *options) check() error {
 	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", o.logLevel)
 	}
+	if o.startAttempts < 0 {
+		return fmt.Errorf("-start-attempts %d: want 0 (never give up) or more", o.startAttempts)
+	}
+	if o.grace <= 0 {
+		return fmt.Errorf("-grace %v: want a positive duration (the time a stopping worker gets before SIGKILL)", o.grace)
+	}
 	if o.maxRequests < 0 {
 		return fmt.Errorf("-max-requests %d: must not be negative", o.maxRequests)
 	}
@@ -168,26 +176,27 @@ func (o *options) check() error {
 
 func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, error) {
 	cfg := master.Config{
-		Workers:        o.workers,
-		Listen:         o.specs,
-		PIDFile:        o.pidfile,
-		Control:        o.control,
-		Grace:          o.grace,
-		UpgradeTimeout: o.upgradeTimeout,
-		Heartbeat:      o.heartbeat,
-		StartTimeout:   o.startTimeout,
-		ReadyDelay:     o.readyDelay,
-		BackoffMin:     o.backoffMin,
-		BackoffMax:     o.backoffMax,
-		StablePeriod:   o.stable,
-		StartAttempts:  startAttempts(o.startAttempts),
-		Command:        o.command,
-		Credential:     o.cred,
-		MaxRSS:         o.maxRSSBytes,
-		MaxRequests:    o.maxRequests,
-		Logger:         logger,
-		Version:        p.Version,
-		LoadState:      p.loadState(o.statePath),
+		Workers:         o.workers,
+		Listen:          o.specs,
+		PIDFile:         o.pidfile,
+		Control:         o.control,
+		Grace:           o.grace,
+		UpgradeTimeout:  o.upgradeTimeout,
+		Heartbeat:       o.heartbeat,
+		StartTimeout:    o.startTimeout,
+		ReadyDelay:      o.readyDelay,
+		BackoffMin:      o.backoffMin,
+		BackoffMax:      o.backoffMax,
+		StablePeriod:    o.stable,
+		StartAttempts:   startAttempts(o.startAttempts),
+		Command:         o.command,
+		Credential:      o.cred,
+		MaxRSS:          o.maxRSSBytes,
+		MaxRequests:     o.maxRequests,
+		ExternalMetrics: o.externalMetrics,
+		Logger:          logger,
+		Version:         p.Version,
+		LoadState:       p.loadState(o.statePath),
 	}
 	if o.metrics != "off" {
 		cfg.MetricsAddr = o.metrics
