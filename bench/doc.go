@@ -24,7 +24,7 @@
 //  5. worker start time against state size;
 //  6. accept balance over fresh connections;
 //  7. /metrics scrape latency with 2, 8 and 32 workers;
-//  8. the Go micro-benchmarks of ./state, ./internal/sdnotify, ./metrics.
+//  8. the Go micro-benchmarks of ./state/..., ./internal/sdnotify, ./metrics, ./internal/aggregate.
 //
 // Every figure that matters is a ratio measured in the same run, or a
 // goal checked against a figure; the report says "met" or "missed — why".

@@ -207,7 +207,7 @@ func (b *bench) runMicro() (*micro, error) {
 	if b.quick {
 		res.args = []string{"test", "-run", "XXX", "-bench", ".", "-benchmem", "-count", "1", "-benchtime", "100ms"}
 	}
-	res.args = append(res.args, "./state", "./internal/sdnotify", "./metrics")
+	res.args = append(res.args, "./state/...", "./internal/sdnotify", "./metrics", "./internal/aggregate")
 	cmd := exec.Command("go", res.args...)
 	cmd.Dir = b.root
 	var out bytes.Buffer
