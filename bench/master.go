@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -193,7 +194,7 @@ func startMasterEnv(p *procs, tmp, bin string, env []string, workers int, extra 
 		}}}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if pid := m.PID(); pid > 0 && alive(pid) {
+		if pid := m.PID(); pid > 0 && testutil.Alive(pid) {
 			return m, nil
 		}
 		select {
@@ -271,7 +272,7 @@ func (m *Master) waitStatus(d time.Duration, what string, ok func(master.Status)
 // waitGone waits until pid has exited (reaping adopted orphans).
 func (m *Master) waitGone(pid int, d time.Duration) error {
 	deadline := time.Now().Add(d)
-	for alive(pid) {
+	for testutil.Alive(pid) {
 		m.p.reap()
 		if time.Now().After(deadline) {
 			return fmt.Errorf("pid %d still alive after %v", pid, d)

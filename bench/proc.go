@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +28,8 @@ type procs struct {
 }
 
 func newProcs() (*procs, error) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("PR_SET_CHILD_SUBREAPER: %w", err)
+	if err := testutil.BecomeSubreaper(); err != nil {
+		return nil, err
 	}
 	return &procs{cmds: map[int]bool{}}, nil
 }
@@ -54,85 +53,14 @@ func (p *procs) run(cmd *exec.Cmd) error {
 	return cmd.Wait()
 }
 
-type procInfo struct {
-	pid, ppid int
-	state     byte
-}
-
-// procTable reads every process's pid, parent and state.
-func procTable() []procInfo {
-	ents, _ := os.ReadDir("/proc")
-	var out []procInfo
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) S ppid ...: comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+4 >= len(b) {
-			continue
-		}
-		f := strings.Fields(string(b[i+2:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		out = append(out, procInfo{pid: pid, ppid: ppid, state: f[0][0]})
-	}
-	return out
-}
-
-// descendants are the processes below pid, zombies included.
-func descendants(pid int) []procInfo {
-	tab := procTable()
-	kids := map[int][]procInfo{}
-	for _, p := range tab {
-		kids[p.ppid] = append(kids[p.ppid], p)
-	}
-	var out []procInfo
-	queue := []int{pid}
-	for len(queue) > 0 {
-		q := queue[0]
-		queue = queue[1:]
-		for _, c := range kids[q] {
-			out = append(out, c)
-			queue = append(queue, c.pid)
-		}
-	}
-	return out
-}
-
 // reap reaps the adopted orphans that have exited (never an exec.Cmd child:
 // its Wait does that).
 func (p *procs) reap() {
-	self := os.Getpid()
-	for _, pi := range procTable() {
-		if pi.ppid != self || pi.state != 'Z' {
-			continue
-		}
+	testutil.ReapOrphans(func(pid int) bool {
 		p.mu.Lock()
-		ours := p.cmds[pi.pid]
-		p.mu.Unlock()
-		if !ours {
-			var ws unix.WaitStatus
-			unix.Wait4(pi.pid, &ws, unix.WNOHANG, nil)
-		}
-	}
-}
-
-// alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+		defer p.mu.Unlock()
+		return p.cmds[pid]
+	})
 }
 
 // killAll SIGKILLs every live descendant of the bench, by pid, and waits
@@ -141,11 +69,9 @@ func (p *procs) killAll() {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		left := 0
-		for _, d := range descendants(os.Getpid()) {
-			if d.state != 'Z' {
-				unix.Kill(d.pid, unix.SIGKILL)
-				left++
-			}
+		for _, pid := range testutil.Live(testutil.Descendants(os.Getpid())) {
+			unix.Kill(pid, unix.SIGKILL)
+			left++
 		}
 		p.reap()
 		if left == 0 {
@@ -214,13 +140,13 @@ func startPlain(p *procs, tmp, bin string, port int, args ...string) error {
 // first: how a shared accept queue spread a client's connections.
 func connSplit(port int) []int {
 	owner := map[string]int{} // socket inode → pid
-	for _, d := range descendants(os.Getpid()) {
-		dir := fmt.Sprintf("/proc/%d/fd", d.pid)
+	for _, pid := range testutil.Descendants(os.Getpid()) {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			l, err := os.Readlink(dir + "/" + e.Name())
 			if err == nil && strings.HasPrefix(l, "socket:[") {
-				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = d.pid
+				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = pid
 			}
 		}
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package examples_test
 
 import (
@@ -5,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -19,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,8 +33,8 @@ var binDir string
 func TestMain(m *testing.M) {
 	// The new master of an upgrade outlives the old one: as a subreaper the
 	// test becomes its parent, so that it can end and reap it.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "PR_SET_CHILD_SUBREAPER:", err)
+	if err := testutil.BecomeSubreaper(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	dir, err := os.MkdirTemp("", "preforkd-examples-")
@@ -54,24 +56,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // app is one example running as a user runs it.
 type app struct {
 	t       *testing.T
@@ -79,18 +63,8 @@ type app struct {
 	metrics string
 	pidfile string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *testutil.SyncBuffer
 	exited  chan struct{}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // start runs example ex with 2 workers on a fresh loopback port, its
@@ -107,7 +81,7 @@ func start(t *testing.T, ex, name string) *app {
 	if err := os.WriteFile(exe, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	a := &app{t: t, addr: freeAddr(t), metrics: freeAddr(t), pidfile: filepath.Join(dir, "pid"), log: &syncBuffer{}, exited: make(chan struct{})}
+	a := &app{t: t, addr: testutil.FreeAddr(t), metrics: testutil.FreeAddr(t), pidfile: filepath.Join(dir, "pid"), log: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	a.cmd = exec.Command(exe, "-workers", "2", "-listen", name+"=tcp://"+a.addr, "-metrics", a.metrics,
 		"-control", filepath.Join(dir, "ctl.sock"), "-pidfile", a.pidfile, "-grace", "10s")
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
@@ -116,7 +90,7 @@ func start(t *testing.T, ex, name string) *app {
 	}
 	go func() { a.cmd.Wait(); close(a.exited) }()
 	t.Cleanup(a.cleanup)
-	waitFor(t, 30*time.Second, ex+" serving", func() bool { return a.pid() > 0 })
+	testutil.WaitFor(t, 30*time.Second, ex+" serving", func() bool { return a.pid() > 0 })
 	return a
 }
 
@@ -131,7 +105,7 @@ func (a *app) pid() int {
 }
 
 func (a *app) cleanup() {
-	for _, pid := range descendants(os.Getpid()) {
+	for _, pid := range testutil.Descendants(os.Getpid()) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	select {
@@ -150,99 +124,17 @@ func (a *app) stop() {
 	a.t.Helper()
 	pid := a.pid()
 	syscall.Kill(pid, syscall.SIGTERM)
-	waitFor(a.t, 20*time.Second, "the master to exit", func() bool { reap(); return !alive(pid) })
-	waitFor(a.t, 10*time.Second, "nothing left", func() bool { reap(); return len(live(descendants(os.Getpid()))) == 0 })
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// proc is one /proc entry: pid, parent and state.
-type proc struct {
-	pid, ppid int
-	state     byte
-}
-
-func procs() []proc {
-	ents, _ := os.ReadDir("/proc")
-	var out []proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		out = append(out, proc{pid, ppid, f[0][0]})
-	}
-	return out
-}
-
-func descendants(pid int) []int {
-	all := procs()
-	var out []int
-	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
-		for _, c := range all {
-			if c.ppid == queue[0] {
-				out = append(out, c.pid)
-				queue = append(queue, c.pid)
-			}
-		}
-	}
-	return out
-}
-
-func alive(pid int) bool {
-	for _, p := range procs() {
-		if p.pid == pid {
-			return p.state != 'Z'
-		}
-	}
-	return false
-}
-
-func live(pids []int) []int {
-	var out []int
-	for _, p := range pids {
-		if alive(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// reap reaps zombie children of the test that exec.Cmd does not wait for
-// (orphaned masters re-parented to it).
-func reap() {
-	for _, p := range procs() {
-		if p.ppid == os.Getpid() && p.state == 'Z' && orphan(p.pid) {
-			var ws unix.WaitStatus
-			unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
-		}
-	}
+	testutil.WaitFor(a.t, 20*time.Second, "the master to exit", func() bool { reap(); return !testutil.Alive(pid) })
+	testutil.WaitFor(a.t, 10*time.Second, "nothing left", func() bool { reap(); return len(testutil.Live(testutil.Descendants(os.Getpid()))) == 0 })
 }
 
 // started are the pids the test started through exec.Cmd (whose Wait
 // reaps them); other children are masters an upgrade started.
 var started sync.Map
 
-func orphan(pid int) bool { _, ok := started.Load(pid); return !ok }
+func ours(pid int) bool { _, ok := started.Load(pid); return ok }
+
+func reap() { testutil.ReapOrphans(ours) }
 
 // underUpgrade runs call in a loop (bounded: 30 s) while it sends SIGHUP,
 // until call reports generation 2; it returns the ok and failed counts.
@@ -270,7 +162,7 @@ func underUpgrade(t *testing.T, a *app, call func() (gen int, err error)) (ok, f
 	}()
 	time.Sleep(200 * time.Millisecond)
 	syscall.Kill(a.pid(), syscall.SIGHUP)
-	waitFor(t, 30*time.Second, "generation 2 answering", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "generation 2 answering", func() bool {
 		gen, err := call()
 		return err == nil && gen == 2
 	})
@@ -399,7 +291,7 @@ func TestMetricsExample(t *testing.T) {
 		t.Fatalf("answer %q: %v", answer, err)
 	}
 	want := fmt.Sprintf(`example_greetings_total{greeting="hello",worker="%d"} 1`, slot)
-	waitFor(t, 10*time.Second, want+" in /metrics", func() bool {
+	testutil.WaitFor(t, 10*time.Second, want+" in /metrics", func() bool {
 		return strings.Contains(get(t, "http://"+a.metrics+"/metrics"), want)
 	})
 	a.stop()

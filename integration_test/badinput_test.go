@@ -1,8 +1,11 @@
+//go:build linux
+
 package integration
 
 import (
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +20,7 @@ import (
 func runPreforkd(t *testing.T, d time.Duration, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(bin("v1"), args...)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -36,7 +39,7 @@ func runPreforkd(t *testing.T, d time.Duration, args ...string) (string, int) {
 		}
 		return out.String(), 0
 	case <-time.After(d):
-		for _, pid := range descendants(cmd.Process.Pid) {
+		for _, pid := range testutil.Descendants(cmd.Process.Pid) {
 			syscallKill(pid)
 		}
 		cmd.Process.Kill()
@@ -60,7 +63,7 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(unreadable, []byte("x"), 0o000)
 	missing := filepath.Join(dir, "missing.bin")
 	ctl := filepath.Join(dir, "ctl.sock")
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	base := []string{"-control", ctl, "-metrics", "off"}
 	cases := []struct {
 		name string
@@ -89,7 +92,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(children(os.Getpid()))
+			before := len(testutil.Children(os.Getpid()))
 			start := time.Now()
 			args := append(append([]string{}, base...), c.args...)
 			out, code := runPreforkd(t, 10*time.Second, args...)
@@ -111,8 +114,8 @@ func TestBadInput(t *testing.T) {
 			if took > 5*time.Second {
 				t.Errorf("took %v to fail", took)
 			}
-			if after := len(children(os.Getpid())); after > before {
-				t.Errorf("processes left behind: %v", children(os.Getpid()))
+			if after := len(testutil.Children(os.Getpid())); after > before {
+				t.Errorf("processes left behind: %v", testutil.Children(os.Getpid()))
 			}
 			if _, err := os.Stat(ctl); err == nil {
 				t.Errorf("control socket %s left behind", ctl)

@@ -1,8 +1,11 @@
+//go:build linux
+
 package integration
 
 import (
 	"bufio"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -85,13 +88,13 @@ func TestChaos(t *testing.T) {
 			if desired < 6 {
 				m.Signal(unix.SIGTTIN)
 				desired++
-				waitFor(t, 10*time.Second, "scale up", func() bool { s, err := m.status(); return err == nil && s.Desired == desired })
+				testutil.WaitFor(t, 10*time.Second, "scale up", func() bool { s, err := m.status(); return err == nil && s.Desired == desired })
 			}
 		case 4:
 			if desired > 2 {
 				m.Signal(unix.SIGTTOU)
 				desired--
-				waitFor(t, 10*time.Second, "scale down", func() bool { s, err := m.status(); return err == nil && s.Desired == desired })
+				testutil.WaitFor(t, 10*time.Second, "scale down", func() bool { s, err := m.status(); return err == nil && s.Desired == desired })
 			}
 		case 5:
 			m.Signal(unix.SIGUSR1)
@@ -101,7 +104,7 @@ func TestChaos(t *testing.T) {
 				before := len(logLines(m.Log.String(), "upgrade failed"))
 				copyFile(t, broken, m.Exe)
 				m.Signal(unix.SIGHUP)
-				waitFor(t, 20*time.Second, "bad upgrade to fail or be refused", func() bool {
+				testutil.WaitFor(t, 20*time.Second, "bad upgrade to fail or be refused", func() bool {
 					return len(logLines(m.Log.String(), "upgrade failed"))+len(logLines(m.Log.String(), "upgrade refused")) > before
 				})
 				copyFile(t, bin(version), m.Exe)
@@ -109,7 +112,7 @@ func TestChaos(t *testing.T) {
 			} else if st.Generation > 0 {
 				version = map[string]string{"v1": "v2", "v2": "v1"}[version]
 				// The previous master must have exited first (tableflip).
-				waitFor(t, 20*time.Second, "one master", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
+				testutil.WaitFor(t, 20*time.Second, "one master", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
 				m.WaitWorkers(desired, 30*time.Second)
 				m.Upgrade(version, desired)
 				upgrades++
@@ -135,7 +138,7 @@ func TestChaos(t *testing.T) {
 	}
 	// Let stopped workers be caught by the heartbeat and every slot refill.
 	st := m.WaitWorkers(desired, 60*time.Second)
-	waitFor(t, 30*time.Second, "exactly one master", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
+	testutil.WaitFor(t, 30*time.Second, "exactly one master", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
 	time.Sleep(500 * time.Millisecond)
 	ka.Stop()
 	fr.Stop()
@@ -158,7 +161,7 @@ func TestChaos(t *testing.T) {
 	}
 	m.onlyMaster(t)
 	m.Signal(unix.SIGTERM)
-	waitFor(t, 30*time.Second, "every process gone after SIGTERM", func() bool { reapOrphans(); return len(ourProcs()) == 0 })
+	testutil.WaitFor(t, 30*time.Second, "every process gone after SIGTERM", func() bool { reapOrphans(); return len(ourProcs()) == 0 })
 }
 
 // mastersBelow lists the live preforkd masters below the test process:

@@ -1,7 +1,10 @@
+//go:build linux
+
 package integration
 
 import (
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"regexp"
 	"sort"
 	"strings"
@@ -19,7 +22,7 @@ func TestServeAndStop(t *testing.T) {
 	st := m.WaitWorkers(3, 20*time.Second)
 	masterPID := m.Cmd.Process.Pid
 	kids := map[int]bool{}
-	for _, pid := range children(masterPID) {
+	for _, pid := range testutil.Children(masterPID) {
 		kids[pid] = true
 	}
 	seen := map[int]int{}
@@ -44,20 +47,20 @@ func TestServeAndStop(t *testing.T) {
 	}
 	for pid := range seen {
 		if !kids[pid] {
-			t.Errorf("worker pid %d is not a child of the master %d (children %v)", pid, masterPID, children(masterPID))
+			t.Errorf("worker pid %d is not a child of the master %d (children %v)", pid, masterPID, testutil.Children(masterPID))
 		}
 	}
-	workers := children(masterPID)
+	workers := testutil.Children(masterPID)
 	m.Signal(unix.SIGTERM)
 	if code := m.Wait(20 * time.Second); code != 0 {
 		t.Fatalf("master exit code %d after SIGTERM, want 0\n%s", code, m.Log)
 	}
 	for _, pid := range workers {
-		if alive(pid) {
+		if testutil.Alive(pid) {
 			t.Errorf("worker %d still alive after the master stopped", pid)
 		}
 	}
-	if z := zombies(masterPID); len(z) > 0 {
+	if z := testutil.Zombies(masterPID); len(z) > 0 {
 		t.Errorf("zombies left: %v", z)
 	}
 }
@@ -82,7 +85,7 @@ func TestWorkerKillRespawn(t *testing.T) {
 			t.Fatal(err)
 		}
 		var ns Status
-		waitFor(t, 20*time.Second, "replacement in the slot", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "replacement in the slot", func() bool {
 			var err error
 			ns, err = m.status()
 			if err != nil || len(ns.Slots) != 3 {
@@ -112,7 +115,7 @@ func TestWorkerKillRespawn(t *testing.T) {
 	if load.ok.Load() < 100 {
 		t.Errorf("only %d requests succeeded under load", load.ok.Load())
 	}
-	if z := zombies(m.Cmd.Process.Pid); len(z) > 0 {
+	if z := testutil.Zombies(m.Cmd.Process.Pid); len(z) > 0 {
 		t.Errorf("zombies: %v", z)
 	}
 }
@@ -125,9 +128,9 @@ func TestMasterKillWorkersExit(t *testing.T) {
 	m.Signal(unix.SIGKILL)
 	m.Wait(5 * time.Second)
 	start := time.Now()
-	waitFor(t, 5*time.Second, "workers to exit", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "workers to exit", func() bool {
 		for _, pid := range pids {
-			if alive(pid) {
+			if testutil.Alive(pid) {
 				return false
 			}
 		}
@@ -149,12 +152,12 @@ func TestHeartbeatKillsStuckWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	waitFor(t, 15*time.Second, "the stopped worker to be replaced", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the stopped worker to be replaced", func() bool {
 		ns, err := m.status()
 		return err == nil && len(ns.Slots) == 2 && ns.Slots[1].PID != victim && ns.Slots[1].State == "ready"
 	})
 	t.Logf("stopped worker replaced after %v", time.Since(stopped))
-	waitFor(t, 5*time.Second, "the stopped worker to be gone", func() bool { return !alive(victim) })
+	testutil.WaitFor(t, 5*time.Second, "the stopped worker to be gone", func() bool { return !testutil.Alive(victim) })
 	if l := logLines(m.Log.String(), "missed its heartbeat", fmt.Sprintf("pid=%d", victim)); len(l) == 0 {
 		t.Errorf("no log line says pid %d missed its heartbeat", victim)
 	}
@@ -168,18 +171,18 @@ func TestHeartbeatKillsStuckWorker(t *testing.T) {
 // TestFailedStart); the master stays up and uses under 2% CPU over 10 s.
 func TestCrashLoopBackoff(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 1, Command: []string{"sh", "-c", "exit 3"}, NoWait: true, Args: []string{"-start-attempts", "0"}})
-	waitFor(t, 10*time.Second, "first restarts", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "first restarts", func() bool {
 		return len(logLines(m.Log.String(), "exited early")) >= 2
 	})
 	pid := m.Cmd.Process.Pid
-	before, _ := procInfo(pid)
+	before, _ := testutil.ProcInfo(pid)
 	t0 := time.Now()
 	time.Sleep(10 * time.Second)
-	after, ok := procInfo(pid)
-	if !ok || after.state == 'Z' {
+	after, ok := testutil.ProcInfo(pid)
+	if !ok || after.State == 'Z' {
 		t.Fatalf("master died in a crash loop\n%s", m.Log)
 	}
-	ticks := float64(after.utime + after.stime - before.utime - before.stime)
+	ticks := float64(after.UTime + after.STime - before.UTime - before.STime)
 	cpu := ticks / 100 / time.Since(t0).Seconds() * 100 // USER_HZ is 100 on Linux
 	lines := logLines(m.Log.String(), "exited early", "retry_in=")
 	re := regexp.MustCompile(`retry_in=([0-9.a-zµ]+)`)
@@ -224,15 +227,15 @@ func TestScaleSignals(t *testing.T) {
 	// Standard signals don't queue: wait for each to take effect.
 	for i := 1; i <= 5; i++ {
 		m.Signal(unix.SIGTTIN)
-		waitFor(t, 10*time.Second, "scale up", func() bool { st, err := m.status(); return err == nil && st.Desired == 3+i })
+		testutil.WaitFor(t, 10*time.Second, "scale up", func() bool { st, err := m.status(); return err == nil && st.Desired == 3+i })
 	}
 	m.WaitWorkers(8, 30*time.Second)
 	for i := 1; i <= 6; i++ {
 		m.Signal(unix.SIGTTOU)
-		waitFor(t, 10*time.Second, "scale down", func() bool { st, err := m.status(); return err == nil && st.Desired == 8-i })
+		testutil.WaitFor(t, 10*time.Second, "scale down", func() bool { st, err := m.status(); return err == nil && st.Desired == 8-i })
 	}
 	st := m.WaitWorkers(2, 30*time.Second)
-	waitFor(t, 10*time.Second, "2 children", func() bool { return len(children(m.Cmd.Process.Pid)) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "2 children", func() bool { return len(testutil.Children(m.Cmd.Process.Pid)) == 2 })
 	t.Logf("after +5 -6: %d workers %v", len(st.Slots), st.ReadyPIDs())
 }
 
@@ -246,7 +249,7 @@ func TestRollingRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	m.Signal(unix.SIGUSR1)
 	maxReplacing := 0
-	waitFor(t, 60*time.Second, "every pid replaced", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "every pid replaced", func() bool {
 		st, err := m.status()
 		if err != nil || len(st.Slots) != 3 {
 			return false
@@ -304,7 +307,7 @@ func TestStaleControlSocket(t *testing.T) {
 		t.Errorf("status from pid %d, want the new master %d", st.PID, m2.Cmd.Process.Pid)
 	}
 	// Now a live master owns it: a third start must fail, naming the path.
-	out, code := runPreforkd(t, 10*time.Second, "-workers", "1", "-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", freePort(t)),
+	out, code := runPreforkd(t, 10*time.Second, "-workers", "1", "-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", testutil.FreePort(t)),
 		"-metrics", "off", "-control", m.Control)
 	if code == 0 || !strings.Contains(out, m.Control) {
 		t.Errorf("start on a live control socket: exit %d, output %q; want non-zero naming %s", code, out, m.Control)

@@ -1,8 +1,11 @@
+//go:build linux
+
 package integration
 
 import (
 	"bytes"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -48,12 +51,12 @@ func TestUntrustedNotifySenders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "rejections counted", func() bool { s, err := m.status(); return err == nil && s.NotifyRejected >= 4 })
+	testutil.WaitFor(t, 5*time.Second, "rejections counted", func() bool { s, err := m.status(); return err == nil && s.NotifyRejected >= 4 })
 	// Oversized and malformed datagrams.
 	conn.Write(bytes.Repeat([]byte("A"), 64<<10))
 	conn.Write([]byte("no assignment here"))
 	conn.Write([]byte{0, 1, 2, 0xff})
-	waitFor(t, 5*time.Second, "oversized and malformed counted", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "oversized and malformed counted", func() bool {
 		s, err := m.status()
 		return err == nil && s.NotifyOversized >= 1 && s.NotifyMalformed >= 2
 	})
@@ -92,7 +95,7 @@ func TestOutOfProcesses(t *testing.T) {
 	}
 	m := startMaster(t, Opts{Workers: 4, NoWait: true, Args: []string{"-user", "nobody", "-backoff-max", "500ms", "-start-attempts", "0"},
 		Wrapper: []string{"prlimit", "--nproc=2:2", "--"}})
-	waitFor(t, 20*time.Second, "failed starts", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "failed starts", func() bool {
 		return len(logLines(m.Log.String(), "cannot start worker")) >= 6
 	})
 	first := m.Status().StartFailures
@@ -109,7 +112,7 @@ func TestOutOfProcesses(t *testing.T) {
 	if st.StartFailures <= first {
 		t.Errorf("the master stopped retrying the slots (failures %d then %d)", first, st.StartFailures)
 	}
-	if !alive(m.Cmd.Process.Pid) || len(st.Slots) != 4 {
+	if !testutil.Alive(m.Cmd.Process.Pid) || len(st.Slots) != 4 {
 		t.Fatal("the master died or lost its slots")
 	}
 }
@@ -128,11 +131,11 @@ func TestOutOfFileDescriptors(t *testing.T) {
 		m.Signal(unix.SIGTTIN)
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor(t, 20*time.Second, "failed starts", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "failed starts", func() bool {
 		return len(logLines(m.Log.String(), "cannot start worker", "too many open files")) >= 3
 	})
 	time.Sleep(time.Second)
-	if !alive(m.Cmd.Process.Pid) {
+	if !testutil.Alive(m.Cmd.Process.Pid) {
 		t.Fatalf("the master died\n%s", m.Log)
 	}
 	line := logLines(m.Log.String(), "cannot start worker", "too many open files")[0]
@@ -144,10 +147,10 @@ func TestOutOfFileDescriptors(t *testing.T) {
 	// master recovers and answers again.
 	for n := lastScaleTo(m.Log.String()); n > 2; {
 		m.Signal(unix.SIGTTOU)
-		waitFor(t, 10*time.Second, "scale down", func() bool { return lastScaleTo(m.Log.String()) == n-1 })
+		testutil.WaitFor(t, 10*time.Second, "scale down", func() bool { return lastScaleTo(m.Log.String()) == n-1 })
 		n--
 	}
-	waitFor(t, 30*time.Second, "the master to answer with 2 workers", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the master to answer with 2 workers", func() bool {
 		st, err := m.status()
 		return err == nil && st.AllReady(2)
 	})

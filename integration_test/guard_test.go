@@ -1,9 +1,12 @@
+//go:build linux
+
 package integration
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +38,7 @@ func TestFailedStart(t *testing.T) {
 	if n := len(logLines(log, "the start failed")); n < 1 {
 		t.Errorf("no error line")
 	}
-	if left := descendants(m.Cmd.Process.Pid); len(left) > 0 {
+	if left := testutil.Descendants(m.Cmd.Process.Pid); len(left) > 0 {
 		t.Errorf("processes left: %v", left)
 	}
 }
@@ -45,7 +48,7 @@ func TestFailedStart(t *testing.T) {
 func TestReadyOnceThenCrashesNeverGivesUp(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 1, NoWait: true, Args: []string{"-ready-delay", "50ms", "-backoff-max", "200ms"},
 		Command: []string{"sh", "-c", "sleep 0.2; exit 4"}})
-	waitFor(t, 30*time.Second, "six early deaths", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "six early deaths", func() bool {
 		return len(logLines(m.Log.String(), "exited early")) >= 6
 	})
 	select {
@@ -95,7 +98,7 @@ func buildTestdata(t *testing.T, name string) string {
 func TestStartTimeoutHintGo(t *testing.T) {
 	exe := buildTestdata(t, "noready")
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("EXAMPLE_ADDR=127.0.0.1:%d", freePort(t)))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("EXAMPLE_ADDR=127.0.0.1:%d", testutil.FreePort(t)))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -128,9 +131,9 @@ func TestMasterDocExampleInMain(t *testing.T) {
 	exe := buildTestdata(t, "masterexample")
 	dir := t.TempDir()
 	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc", exe)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("EXAMPLE_ADDR=127.0.0.1:%d", freePort(t)),
-		fmt.Sprintf("EXAMPLE_METRICS=127.0.0.1:%d", freePort(t)), "EXAMPLE_CONTROL="+filepath.Join(dir, "ctl.sock"))
-	var out syncBuffer
+	cmd.Env = append(os.Environ(), fmt.Sprintf("EXAMPLE_ADDR=127.0.0.1:%d", testutil.FreePort(t)),
+		fmt.Sprintf("EXAMPLE_METRICS=127.0.0.1:%d", testutil.FreePort(t)), "EXAMPLE_CONTROL="+filepath.Join(dir, "ctl.sock"))
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -149,7 +152,7 @@ func TestMasterDocExampleInMain(t *testing.T) {
 			running = false
 		case <-tick.C:
 			// unshare, then the program (pid 1 inside) and its descendants.
-			if n := len(descendants(cmd.Process.Pid)) - 1; n > peak {
+			if n := len(testutil.Descendants(cmd.Process.Pid)) - 1; n > peak {
 				peak = n
 			}
 		case <-deadline:
@@ -191,7 +194,7 @@ func TestPIDFileUnwritable(t *testing.T) {
 	}
 	t0 := time.Now()
 	m.Signal(syscall.SIGHUP)
-	waitFor(t, 25*time.Second, "the upgrade to fail", func() bool {
+	testutil.WaitFor(t, 25*time.Second, "the upgrade to fail", func() bool {
 		return len(logLines(m.Log.String(), "upgrade failed")) > 0
 	})
 	took := time.Since(t0)

@@ -1,7 +1,10 @@
+//go:build linux
+
 package integration
 
 import (
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
@@ -106,7 +109,7 @@ func TestIdleMetricsConnectionsDoNotStarveSupervision(t *testing.T) {
 	time.Sleep(time.Second) // let the master accept what it will
 	victim := m.Status().ReadyPIDs()[0]
 	syscall.Kill(victim, syscall.SIGKILL)
-	waitFor(t, 15*time.Second, "the killed worker's replacement ready", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the killed worker's replacement ready", func() bool {
 		st := m.Status()
 		return st.AllReady(2) && !slices.Contains(st.ReadyPIDs(), victim)
 	})
@@ -117,7 +120,7 @@ func TestIdleMetricsConnectionsDoNotStarveSupervision(t *testing.T) {
 		c.Close()
 	}
 	conns = nil
-	waitFor(t, 20*time.Second, "/metrics to answer again", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "/metrics to answer again", func() bool {
 		code, _, err := get(fresh(), fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics))
 		return err == nil && code == 200
 	})

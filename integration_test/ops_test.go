@@ -1,7 +1,10 @@
+//go:build linux
+
 package integration
 
 import (
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -51,7 +54,7 @@ func TestCtl(t *testing.T) {
 	}
 	for _, s := range st.Slots {
 		re := regexp.MustCompile(fmt.Sprintf(`(?m)^%d\s+%d\s+ready\s`, s.Slot, s.PID))
-		if !re.MatchString(out) || !alive(s.PID) {
+		if !re.MatchString(out) || !testutil.Alive(s.PID) {
 			t.Errorf("ctl status does not list slot %d with live pid %d", s.Slot, s.PID)
 		}
 	}
@@ -84,7 +87,7 @@ func TestCtl(t *testing.T) {
 	if out, code := m.ctl(t, "reload"); code != 0 || !strings.Contains(out, "reload: ok") {
 		t.Fatalf("ctl reload: exit %d: %s", code, out)
 	}
-	waitFor(t, 20*time.Second, "new master", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "new master", func() bool {
 		st, err := m.status()
 		return err == nil && st.PID != oldMaster && st.Version == "v2" && st.AllReady(5)
 	})
@@ -121,7 +124,7 @@ func TestCtl(t *testing.T) {
 	if out, code := m.ctl(t, "stop"); code != 0 {
 		t.Errorf("ctl stop: exit %d: %s", code, out)
 	}
-	waitFor(t, 20*time.Second, "master to stop", func() bool { reapOrphans(); return !alive(m.PID()) })
+	testutil.WaitFor(t, 20*time.Second, "master to stop", func() bool { reapOrphans(); return !testutil.Alive(m.PID()) })
 }
 
 // A Python worker that knows only LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES and
@@ -156,9 +159,9 @@ func TestPythonWorkers(t *testing.T) {
 	m.Signal(unix.SIGKILL)
 	m.Wait(5 * time.Second)
 	start := time.Now()
-	waitFor(t, 5*time.Second, "python workers to exit", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "python workers to exit", func() bool {
 		for _, pid := range st.ReadyPIDs() {
-			if alive(pid) {
+			if testutil.Alive(pid) {
 				return false
 			}
 		}
@@ -178,7 +181,7 @@ func TestSocketActivation(t *testing.T) {
 	if err != nil {
 		t.Fatal("systemd-socket-activate is required (Debian package systemd; .ci/run installs it)")
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	m := startMaster(t, Opts{Workers: 2, Wrapper: []string{act, "-l", fmt.Sprintf("127.0.0.1:%d", port), "--fdname=web"},
 		Args: []string{"-listen", fmt.Sprintf("web=tcp://127.0.0.1:%d", port)}, NoWait: true})
 	m.Port = port
@@ -206,10 +209,10 @@ func TestSocketActivation(t *testing.T) {
 	}
 
 	// No -listen for the activated socket: refused, naming it.
-	other := freePort(t)
+	other := testutil.FreePort(t)
 	cmd := exec.Command(act, "-l", fmt.Sprintf("127.0.0.1:%d", other), bin("v1"), "-workers", "1", "-metrics", "off",
-		"-control", filepath.Join(t.TempDir(), "c.sock"), "-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", freePort(t)))
-	var buf syncBuffer
+		"-control", filepath.Join(t.TempDir(), "c.sock"), "-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", testutil.FreePort(t)))
+	var buf testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -245,8 +248,8 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 2, Command: cmd, NoWait: true,
 		Wrapper: []string{"unshare", "--pid", "--fork", "--mount-proc"}})
 	var master int
-	waitFor(t, 20*time.Second, "the master in the namespace", func() bool {
-		kids := children(m.Cmd.Process.Pid)
+	testutil.WaitFor(t, 20*time.Second, "the master in the namespace", func() bool {
+		kids := testutil.Children(m.Cmd.Process.Pid)
 		if len(kids) == 1 {
 			master = kids[0]
 		}
@@ -255,8 +258,8 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	})
 	time.Sleep(1500 * time.Millisecond) // the orphans have exited
 	orphans := 0
-	for _, p := range procs() {
-		if p.ppid == master && p.state == 'Z' {
+	for _, p := range testutil.Procs() {
+		if p.PPID == master && p.State == 'Z' {
 			orphans++
 		}
 	}
@@ -331,9 +334,9 @@ func TestMaxRSSRecycle(t *testing.T) {
 		t.Fatalf("/grow: %d %v", code, err)
 	}
 	grown, _ := parseDemo(body)
-	waitFor(t, 20*time.Second, "the grown worker to be replaced", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the grown worker to be replaced", func() bool {
 		reapOrphans()
-		return !alive(grown.PID)
+		return !testutil.Alive(grown.PID)
 	})
 	after := m.WaitWorkers(2, 20*time.Second).ReadyPIDs()
 	time.Sleep(300 * time.Millisecond)

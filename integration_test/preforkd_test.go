@@ -1,19 +1,20 @@
+//go:build linux
+
 package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +32,8 @@ var binDir string
 func TestMain(m *testing.M) {
 	// Orphaned masters (the new master of an upgrade, once the old one
 	// exits) become our children, so tests can reap and count them.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "PR_SET_CHILD_SUBREAPER:", err)
+	if err := testutil.BecomeSubreaper(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	dir, err := os.MkdirTemp("", "preforkd-it-")
@@ -65,35 +66,6 @@ func TestMain(m *testing.M) {
 // bin returns the path of a build.
 func bin(version string) string { return filepath.Join(binDir, "preforkd-"+version) }
 
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Master is a running preforkd master started by a test.
 type Master struct {
 	t       testing.TB
@@ -104,7 +76,7 @@ type Master struct {
 	Metrics int
 	Control string
 	PIDFile string
-	Log     *syncBuffer
+	Log     *testutil.SyncBuffer
 	exited  chan struct{} // closed when the first master has been reaped
 	err     error         // its Wait error, once exited is closed
 }
@@ -134,8 +106,8 @@ func startMaster(t testing.TB, o Opts) *Master {
 		o.Workers = 2
 	}
 	dir := t.TempDir()
-	m := &Master{t: t, Dir: dir, Port: freePort(t), Metrics: freePort(t), Control: filepath.Join(dir, "ctl.sock"),
-		PIDFile: filepath.Join(dir, "preforkd.pid"), Log: &syncBuffer{}, exited: make(chan struct{})}
+	m := &Master{t: t, Dir: dir, Port: testutil.FreePort(t), Metrics: testutil.FreePort(t), Control: filepath.Join(dir, "ctl.sock"),
+		PIDFile: filepath.Join(dir, "preforkd.pid"), Log: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	// The master runs from a path of its own, so that an upgrade can
 	// rename a new build over it.
 	if o.Control != "" {
@@ -196,9 +168,9 @@ func copyFile(t testing.TB, from, to string) {
 func (m *Master) WaitReady(d time.Duration) int {
 	m.t.Helper()
 	var pid int
-	waitFor(m.t, d, "master ready (pid file)", func() bool {
+	testutil.WaitFor(m.t, d, "master ready (pid file)", func() bool {
 		pid = m.filePID()
-		return pid > 0 && alive(pid)
+		return pid > 0 && testutil.Alive(pid)
 	})
 	return pid
 }
@@ -342,7 +314,7 @@ func (st Status) AllReady(n int) bool {
 func (m *Master) WaitWorkers(n int, d time.Duration) Status {
 	m.t.Helper()
 	var st Status
-	waitFor(m.t, d, fmt.Sprintf("%d ready workers", n), func() bool {
+	testutil.WaitFor(m.t, d, fmt.Sprintf("%d ready workers", n), func() bool {
 		var err error
 		st, err = m.status()
 		return err == nil && st.AllReady(n)
@@ -352,7 +324,7 @@ func (m *Master) WaitWorkers(n int, d time.Duration) Status {
 
 // cleanup kills every process of this master's tree still alive, by pid.
 func (m *Master) cleanup() {
-	pids := descendants(os.Getpid())
+	pids := testutil.Descendants(os.Getpid())
 	for _, pid := range pids {
 		unix.Kill(pid, unix.SIGKILL)
 	}
@@ -368,14 +340,7 @@ func (m *Master) cleanup() {
 
 // reapOrphans reaps children of the test process that are not started by
 // exec.Cmd (orphaned masters re-parented to us), without touching others.
-func reapOrphans() {
-	for _, p := range procs() {
-		if p.ppid == os.Getpid() && p.state == 'Z' && !isCmdChild(p.pid) {
-			var ws unix.WaitStatus
-			unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
-		}
-	}
-}
+func reapOrphans() { testutil.ReapOrphans(isCmdChild) }
 
 // cmdChildren are pids started by tests through exec.Cmd (reaped by Wait).
 var (
@@ -393,112 +358,6 @@ func isCmdChild(pid int) bool {
 	cmdMu.Lock()
 	defer cmdMu.Unlock()
 	return cmdChildren[pid]
-}
-
-// waitFor polls cond every few milliseconds until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func alive(pid int) bool {
-	p, ok := procInfo(pid)
-	return ok && p.state != 'Z'
-}
-
-type proc struct {
-	pid, ppid int
-	state     byte
-	utime     uint64
-	stime     uint64
-}
-
-// procInfo parses /proc/<pid>/stat.
-func procInfo(pid int) (proc, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return proc{}, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return proc{}, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return proc{}, false
-	}
-	p := proc{pid: pid, state: f[0][0]}
-	p.ppid, _ = strconv.Atoi(f[1])
-	p.utime, _ = strconv.ParseUint(f[11], 10, 64)
-	p.stime, _ = strconv.ParseUint(f[12], 10, 64)
-	return p, true
-}
-
-func procs() []proc {
-	ents, _ := os.ReadDir("/proc")
-	var out []proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p, ok := procInfo(pid); ok {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// children are the pids whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	for _, p := range procs() {
-		if p.ppid == pid && p.state != 'Z' {
-			out = append(out, p.pid)
-		}
-	}
-	sort.Ints(out)
-	return out
-}
-
-// descendants are every process below pid, deepest last.
-func descendants(pid int) []int {
-	all := procs()
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range all {
-			if c.ppid == p {
-				out = append(out, c.pid)
-				queue = append(queue, c.pid)
-			}
-		}
-	}
-	return out
-}
-
-// zombies are zombie processes whose parent is one of pids.
-func zombies(parents ...int) []int {
-	set := map[int]bool{}
-	for _, p := range parents {
-		set[p] = true
-	}
-	var out []int
-	for _, p := range procs() {
-		if p.state == 'Z' && set[p.ppid] {
-			out = append(out, p.pid)
-		}
-	}
-	return out
 }
 
 // fresh is an HTTP client that opens a new connection for every request.

@@ -1,8 +1,11 @@
+//go:build linux
+
 package integration
 
 import (
 	"crypto/rand"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -132,7 +135,7 @@ func respawnTimes(t *testing.T, m *Master, n int) []time.Duration {
 		time.Sleep(300 * time.Millisecond)
 		began := time.Now()
 		unix.Kill(victim, unix.SIGKILL)
-		waitFor(t, 30*time.Second, "respawn", func() bool {
+		testutil.WaitFor(t, 30*time.Second, "respawn", func() bool {
 			s, err := m.status()
 			return err == nil && s.Slots[0].PID != victim && s.Slots[0].State == "ready"
 		})

@@ -1,7 +1,10 @@
+//go:build linux
+
 package integration
 
 import (
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -27,12 +30,12 @@ func (m *Master) Upgrade(version string, workers int) time.Duration {
 	copyFile(m.t, bin(version), m.Exe)
 	began := time.Now()
 	m.Signal(unix.SIGHUP)
-	waitFor(m.t, 30*time.Second, "the new master", func() bool { p := m.filePID(); return p != old && p > 0 })
+	testutil.WaitFor(m.t, 30*time.Second, "the new master", func() bool { p := m.filePID(); return p != old && p > 0 })
 	took := time.Since(began)
 	// The old master answers on the control socket until it has handed
 	// over; wait for the new one.
 	var st Status
-	waitFor(m.t, 30*time.Second, "the new master's workers", func() bool {
+	testutil.WaitFor(m.t, 30*time.Second, "the new master's workers", func() bool {
 		var err error
 		st, err = m.status()
 		return err == nil && st.PID == m.filePID() && st.AllReady(workers)
@@ -46,9 +49,9 @@ func (m *Master) Upgrade(version string, workers int) time.Duration {
 // waitGone waits until pid has exited and been reaped (no zombie).
 func waitGone(t testing.TB, pid int, d time.Duration) {
 	t.Helper()
-	waitFor(t, d, fmt.Sprintf("pid %d to be gone", pid), func() bool {
+	testutil.WaitFor(t, d, fmt.Sprintf("pid %d to be gone", pid), func() bool {
 		reapOrphans()
-		_, ok := procInfo(pid)
+		_, ok := testutil.ProcInfo(pid)
 		return !ok
 	})
 }
@@ -61,8 +64,8 @@ func fdCount(pid int) int {
 // ourProcs are the live processes below the test process.
 func ourProcs() []int {
 	var out []int
-	for _, pid := range descendants(os.Getpid()) {
-		if alive(pid) {
+	for _, pid := range testutil.Descendants(os.Getpid()) {
+		if testutil.Alive(pid) {
 			out = append(out, pid)
 		}
 	}
@@ -77,10 +80,10 @@ func (m *Master) onlyMaster(t testing.TB) {
 	reapOrphans()
 	st := m.Status()
 	want := map[int]bool{st.PID: true}
-	for _, pid := range children(st.PID) {
+	for _, pid := range testutil.Children(st.PID) {
 		want[pid] = true
 	}
-	waitFor(t, 15*time.Second, "only the current master and its workers", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "only the current master and its workers", func() bool {
 		reapOrphans()
 		got := ourProcs()
 		if len(got) != len(want) {
@@ -93,7 +96,7 @@ func (m *Master) onlyMaster(t testing.TB) {
 		}
 		return true
 	})
-	if z := zombies(append([]int{os.Getpid()}, ourProcs()...)...); len(z) > 0 {
+	if z := testutil.Zombies(append([]int{os.Getpid()}, ourProcs()...)...); len(z) > 0 {
 		t.Errorf("zombies: %v", z)
 	}
 }
@@ -114,7 +117,7 @@ func TestUpgradesUnderLoad(t *testing.T) {
 		took = append(took, m.Upgrade(v, 2))
 		masters = append(masters, prev)
 		// New connections reach the new version.
-		waitFor(t, 10*time.Second, "answers from "+v, func() bool {
+		testutil.WaitFor(t, 10*time.Second, "answers from "+v, func() bool {
 			_, body, err := get(fresh(), m.URL("/"))
 			d, ok := parseDemo(body)
 			return err == nil && ok && d.Version == v
@@ -148,7 +151,7 @@ func TestUpgradesUnderLoad(t *testing.T) {
 		t.Errorf("the master's fd count grew from %d to %d over 10 upgrades", firstFds, lastFds)
 	}
 	for _, p := range masters {
-		if alive(p) {
+		if testutil.Alive(p) {
 			t.Errorf("old master %d still alive", p)
 		}
 	}
@@ -164,7 +167,7 @@ func TestUpgradesUnderWrk(t *testing.T) {
 	}
 	m := startMaster(t, Opts{Workers: 2})
 	cmd := exec.Command(wrk, "-t", "2", "-c", "100", "-d", "30s", "--latency", m.URL("/"))
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -237,7 +240,7 @@ func TestFailedUpgrades(t *testing.T) {
 		}
 		began := time.Now()
 		m.Signal(unix.SIGHUP)
-		waitFor(t, 20*time.Second, "upgrade failure logged", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "upgrade failure logged", func() bool {
 			return len(logLines(m.Log.String(), "upgrade failed")) == i+1
 		})
 		line := logLines(m.Log.String(), "upgrade failed")[i]
@@ -245,7 +248,7 @@ func TestFailedUpgrades(t *testing.T) {
 		if !strings.Contains(line, b.want) {
 			t.Errorf("%s: log %q does not say %q", b.name, line, b.want)
 		}
-		if m.PID() != first || !alive(first) {
+		if m.PID() != first || !testutil.Alive(first) {
 			t.Fatalf("%s: the old master %d is not the one serving", b.name, first)
 		}
 		if code, _, err := get(fresh(), m.URL("/")); err != nil || code != 200 {
@@ -262,7 +265,7 @@ func TestFailedUpgrades(t *testing.T) {
 	copyFile(t, bin("v2"), m.Exe)
 	began := time.Now()
 	m.Signal(unix.SIGHUP)
-	waitFor(t, 30*time.Second, "good upgrade", func() bool { p := m.filePID(); return p != first && p > 0 })
+	testutil.WaitFor(t, 30*time.Second, "good upgrade", func() bool { p := m.filePID(); return p != first && p > 0 })
 	t.Logf("good upgrade after the failures took %v", time.Since(began))
 	m.WaitWorkers(2, 20*time.Second)
 	time.Sleep(300 * time.Millisecond)
@@ -281,7 +284,7 @@ func TestSighupStorm(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 2})
 	copyFile(t, bin("v2"), m.Exe)
 	for i := 0; i < 20; i++ {
-		if pid := m.PID(); alive(pid) {
+		if pid := m.PID(); testutil.Alive(pid) {
 			unix.Kill(pid, unix.SIGHUP)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -320,7 +323,7 @@ func TestUpgradeKeepsScale(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 3})
 	for i := 4; i <= 5; i++ {
 		m.Signal(unix.SIGTTIN)
-		waitFor(t, 10*time.Second, "scale up", func() bool { st, err := m.status(); return err == nil && st.Desired == i })
+		testutil.WaitFor(t, 10*time.Second, "scale up", func() bool { st, err := m.status(); return err == nil && st.Desired == i })
 	}
 	m.WaitWorkers(5, 20*time.Second)
 	m.Upgrade("v2", 5)
@@ -398,7 +401,7 @@ func TestSystemdNotify(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 2, Env: []string{"NOTIFY_SOCKET=" + sock}})
 	next("READY=1")
 	// Workers never see the master's NOTIFY_SOCKET.
-	for _, pid := range children(m.PID()) {
+	for _, pid := range testutil.Children(m.PID()) {
 		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		if strings.Contains(string(env), sock) {
 			t.Errorf("worker %d inherited the master's NOTIFY_SOCKET", pid)
@@ -431,9 +434,9 @@ func TestUpgradeAfterFailedOneUsesCurrentState(t *testing.T) {
 	os.WriteFile(filepath.Join(m.Dir, "broken"), []byte("#!/bin/sh\nexit 1\n"), 0o755)
 	copyFile(t, filepath.Join(m.Dir, "broken"), m.Exe)
 	m.Signal(unix.SIGHUP)
-	waitFor(t, 10*time.Second, "the failed upgrade", func() bool { return len(logLines(m.Log.String(), "upgrade failed")) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the failed upgrade", func() bool { return len(logLines(m.Log.String(), "upgrade failed")) == 1 })
 	m.Signal(unix.SIGTTOU)
-	waitFor(t, 10*time.Second, "scale down", func() bool { s, err := m.status(); return err == nil && s.Desired == 2 })
+	testutil.WaitFor(t, 10*time.Second, "scale down", func() bool { s, err := m.status(); return err == nil && s.Desired == 2 })
 	m.Upgrade("v2", 2)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 4096)

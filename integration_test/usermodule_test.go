@@ -1,7 +1,10 @@
+//go:build linux
+
 package integration
 
 import (
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,7 +127,7 @@ func TestUserModuleServerMain(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	m.Signal(syscall.SIGHUP)
-	waitFor(t, 30*time.Second, "generation 2 serving", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "generation 2 serving", func() bool {
 		_, body, err := get(fresh(), m.URL("/?k=apple"))
 		return err == nil && body == "hola generation=2 value=red\n"
 	})
@@ -137,8 +140,8 @@ func TestUserModuleServerMain(t *testing.T) {
 	}
 	pid := m.filePID()
 	syscall.Kill(pid, syscall.SIGTERM)
-	waitFor(t, 20*time.Second, "the master to exit", func() bool { return !alive(pid) })
-	waitFor(t, 10*time.Second, "every process gone", func() bool { reapOrphans(); return len(ourProcs()) == 0 })
+	testutil.WaitFor(t, 20*time.Second, "the master to exit", func() bool { return !testutil.Alive(pid) })
+	testutil.WaitFor(t, 10*time.Second, "every process gone", func() bool { reapOrphans(); return len(ourProcs()) == 0 })
 }
 
 func exitCode(err error) int {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"os"
@@ -124,7 +125,7 @@ func TestFromEnvInChild(t *testing.T) {
 }
 
 func testFromEnvInChild(t *testing.T, setPid bool) {
-	socks := mustOpen(t, newFakeFds(),
+	socks := mustOpen(t, testutil.NewFds(),
 		mustParse(t, "web=tcp://127.0.0.1:0"),
 		mustParse(t, "dns=udp://127.0.0.1:0"))
 	webAddr := socks[0].Listener().Addr().String()

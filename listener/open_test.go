@@ -5,82 +5,19 @@ package listener
 import (
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cloudflare/tableflip"
 	"golang.org/x/sys/unix"
 )
 
-// fakeFds stands in for *tableflip.Fds: it hands out the sockets a test
-// preset as "inherited" and records every socket Open adds.
-type fakeFds struct {
-	mu        sync.Mutex
-	inherited map[string]any // key: kind network addr
-	added     []string       // "listener tcp 127.0.0.1:0", in call order
-	addedLns  []net.Listener
-	addedPcs  []net.PacketConn
-}
-
-func newFakeFds() *fakeFds { return &fakeFds{inherited: map[string]any{}} }
-
-func fdsKey(kind, network, addr string) string { return kind + " " + network + " " + addr }
-
-func (f *fakeFds) presetListener(network, addr string, ln net.Listener) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.inherited[fdsKey("listener", network, addr)] = ln
-}
-
-func (f *fakeFds) presetPacketConn(network, addr string, pc net.PacketConn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.inherited[fdsKey("packet", network, addr)] = pc
-}
-
-func (f *fakeFds) Listener(network, addr string) (net.Listener, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ln, _ := f.inherited[fdsKey("listener", network, addr)].(net.Listener)
-	return ln, nil
-}
-
-func (f *fakeFds) PacketConn(network, addr string) (net.PacketConn, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	pc, _ := f.inherited[fdsKey("packet", network, addr)].(net.PacketConn)
-	return pc, nil
-}
-
-func (f *fakeFds) AddListener(network, addr string, ln tableflip.Listener) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.added = append(f.added, fdsKey("listener", network, addr))
-	f.addedLns = append(f.addedLns, ln)
-	return nil
-}
-
-func (f *fakeFds) AddPacketConn(network, addr string, pc tableflip.PacketConn) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.added = append(f.added, fdsKey("packet", network, addr))
-	f.addedPcs = append(f.addedPcs, pc)
-	return nil
-}
-
-func (f *fakeFds) addedCopy() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.added...)
-}
-
-var _ Fds = (*fakeFds)(nil)
+var _ Fds = (*testutil.Fds)(nil)
 
 func mustParse(t *testing.T, in string) Spec {
 	t.Helper()
@@ -185,14 +122,14 @@ func TestOpenNewSockets(t *testing.T) {
 		mustParse(t, "dns=udp://127.0.0.1:0"),
 		mustParse(t, "admin=unix://"+path),
 	}
-	fds := newFakeFds()
+	fds := testutil.NewFds()
 	socks := mustOpen(t, fds, specs...)
 
 	if len(socks) != len(specs) {
 		t.Fatalf("got %d sockets, want %d", len(socks), len(specs))
 	}
 	wantAdded := []string{"listener tcp 127.0.0.1:0", "packet udp 127.0.0.1:0", "listener unix " + path}
-	if got := fds.addedCopy(); strings.Join(got, "|") != strings.Join(wantAdded, "|") {
+	if got := fds.Added(); strings.Join(got, "|") != strings.Join(wantAdded, "|") {
 		t.Errorf("added to fds: %q, want %q", got, wantAdded)
 	}
 
@@ -288,7 +225,7 @@ func TestOpenNewSockets(t *testing.T) {
 
 func TestOpenAbstractUnix(t *testing.T) {
 	name := fmt.Sprintf("@preforkd-listener-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	socks := mustOpen(t, newFakeFds(), mustParse(t, "abs=unix://"+name))
+	socks := mustOpen(t, testutil.NewFds(), mustParse(t, "abs=unix://"+name))
 	c, err := net.DialTimeout("unix", name, 5*time.Second)
 	if err != nil {
 		t.Fatalf("dial %s: %v", name, err)
@@ -316,14 +253,14 @@ func TestOpenUsesInherited(t *testing.T) {
 	defer prevPc.Close()
 
 	// The previous master's sockets are found under the spec's own address.
-	fds := newFakeFds()
-	fds.presetListener("tcp", "127.0.0.1:8080", prevLn)
-	fds.presetPacketConn("udp", "127.0.0.1:5353", prevPc)
+	fds := testutil.NewFds()
+	fds.PresetListener("tcp", "127.0.0.1:8080", prevLn)
+	fds.PresetPacketConn("udp", "127.0.0.1:5353", prevPc)
 	socks := mustOpen(t, fds,
 		mustParse(t, "web=tcp://127.0.0.1:8080"),
 		mustParse(t, "dns=udp://127.0.0.1:5353"))
 
-	if added := fds.addedCopy(); len(added) != 0 {
+	if added := fds.Added(); len(added) != 0 {
 		t.Errorf("inherited sockets were added again: %q", added)
 	}
 	for i, s := range socks {
@@ -361,12 +298,12 @@ func TestOpenRemovesStaleUnixSocket(t *testing.T) {
 		t.Fatalf("dial stale socket: %v, want ECONNREFUSED", err)
 	}
 
-	fds := newFakeFds()
+	fds := testutil.NewFds()
 	socks := mustOpen(t, fds, mustParse(t, "admin=unix://"+path))
 	if socks[0].Inherited {
 		t.Errorf("Inherited true for a socket bound anew")
 	}
-	if got := fds.addedCopy(); len(got) != 1 || got[0] != "listener unix "+path {
+	if got := fds.Added(); len(got) != 1 || got[0] != "listener unix "+path {
 		t.Errorf("added %q", got)
 	}
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
@@ -384,7 +321,7 @@ func TestOpenLiveUnixSocketInUse(t *testing.T) {
 	}
 	defer live.Close()
 
-	fds := newFakeFds()
+	fds := testutil.NewFds()
 	sp := mustParse(t, "admin=unix://"+path)
 	socks, err := Open(fds, []Spec{sp})
 	if err == nil {
@@ -400,7 +337,7 @@ func TestOpenLiveUnixSocketInUse(t *testing.T) {
 	if !strings.Contains(err.Error(), sp.String()) {
 		t.Errorf("error %q does not name the spec %s", err, sp)
 	}
-	if added := fds.addedCopy(); len(added) != 0 {
+	if added := fds.Added(); len(added) != 0 {
 		t.Errorf("added %q", added)
 	}
 	// The live listener keeps its file and keeps answering.
@@ -418,7 +355,7 @@ func TestOpenPortInUse(t *testing.T) {
 	}
 	defer busy.Close()
 	sp := mustParse(t, "web=tcp://"+busy.Addr().String())
-	socks, err := Open(newFakeFds(), []Spec{sp})
+	socks, err := Open(testutil.NewFds(), []Spec{sp})
 	if err == nil {
 		Close(socks)
 		t.Fatalf("Open on a busy port succeeded")
@@ -445,7 +382,7 @@ func TestOpenFailureClosesEarlierSockets(t *testing.T) {
 	}
 	defer busy.Close()
 
-	fds := newFakeFds()
+	fds := testutil.NewFds()
 	bad := mustParse(t, "api=tcp://"+busy.Addr().String())
 	socks, err := Open(fds, []Spec{mustParse(t, "web=tcp://"+first), bad})
 	if err == nil {
@@ -458,9 +395,7 @@ func TestOpenFailureClosesEarlierSockets(t *testing.T) {
 	if !strings.Contains(err.Error(), bad.String()) {
 		t.Errorf("error %q does not name the failing spec %s", err, bad)
 	}
-	fds.mu.Lock()
-	lns := append([]net.Listener(nil), fds.addedLns...)
-	fds.mu.Unlock()
+	lns := fds.AddedListeners()
 	if len(lns) != 1 {
 		t.Fatalf("added %d listeners, want the first one only", len(lns))
 	}
@@ -476,7 +411,7 @@ func TestOpenFailureClosesEarlierSockets(t *testing.T) {
 }
 
 func TestOpenRejectsDuplicateNames(t *testing.T) {
-	fds := newFakeFds()
+	fds := testutil.NewFds()
 	_, err := Open(fds, []Spec{
 		mustParse(t, "web=tcp://127.0.0.1:0"),
 		mustParse(t, "web=udp://127.0.0.1:0"),
@@ -484,7 +419,7 @@ func TestOpenRejectsDuplicateNames(t *testing.T) {
 	if !errors.Is(err, ErrSpec) {
 		t.Fatalf("Open with a duplicate name: %v, want ErrSpec", err)
 	}
-	if added := fds.addedCopy(); len(added) != 0 {
+	if added := fds.Added(); len(added) != 0 {
 		t.Errorf("Open bound sockets before rejecting the set: %q", added)
 	}
 }
@@ -493,7 +428,7 @@ func TestOpenRejectsDuplicateNames(t *testing.T) {
 // Fd on every ExtraFiles entry. Socket.File's Fd must leave the shared open
 // file description non-blocking.
 func TestFileFdKeepsListenerNonblocking(t *testing.T) {
-	socks := mustOpen(t, newFakeFds(),
+	socks := mustOpen(t, testutil.NewFds(),
 		mustParse(t, "web=tcp://127.0.0.1:0"),
 		mustParse(t, "dns=udp://127.0.0.1:0"),
 		mustParse(t, "admin=unix://"+filepath.Join(t.TempDir(), "a.sock")))

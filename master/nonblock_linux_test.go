@@ -4,6 +4,7 @@ package master
 
 import (
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"strings"
@@ -11,23 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudflare/tableflip"
 	"golang.org/x/sys/unix"
 
 	"github.com/preforkd/preforkd/listener"
 )
-
-// nbFakeFds is a listener.Fds with nothing inherited that records nothing.
-type nbFakeFds struct{}
-
-func (nbFakeFds) Listener(network, addr string) (net.Listener, error)     { return nil, nil }
-func (nbFakeFds) PacketConn(network, addr string) (net.PacketConn, error) { return nil, nil }
-func (nbFakeFds) AddListener(network, addr string, ln tableflip.Listener) error {
-	return nil
-}
-func (nbFakeFds) AddPacketConn(network, addr string, pc tableflip.PacketConn) error {
-	return nil
-}
 
 // nbWorker is one real child started through execProcs. Its cleanup kills
 // and reaps the child and closes the execProcs, also when the test fails.
@@ -131,7 +119,7 @@ func TestStartKeepsListenerNonblocking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks, err := listener.Open(nbFakeFds{}, []listener.Spec{sp})
+	socks, err := listener.Open(testutil.NewFds(), []listener.Spec{sp})
 	if err != nil {
 		t.Fatal(err)
 	}

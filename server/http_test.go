@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -41,7 +42,7 @@ func startHTTP(t *testing.T, h *HTTP) (string, *result) {
 		h.srv.Close()
 		ln.Close()
 	})
-	waitFor(t, 5*time.Second, "Serve to take the listener", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "Serve to take the listener", func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return h.ln != nil
@@ -301,7 +302,7 @@ func TestHTTPDrainServesFirstRequestOnNewConnection(t *testing.T) {
 	h := &HTTP{Handler: okHandler()} // IdleClose: the default, 1s
 	addr, served := startHTTP(t, h)
 	c := dial(t, addr)
-	waitFor(t, 5*time.Second, "the server to accept the connection", func() bool { return serverConns(h, http.StateNew) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the server to accept the connection", func() bool { return serverConns(h, http.StateNew) == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -374,7 +375,7 @@ func TestHTTPServeReturnsNilAfterShutdown(t *testing.T) {
 	c.send(t)
 	c.mustOK(t, "request before the drain")
 	c.Close()
-	waitFor(t, 5*time.Second, "the server to see the close", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the server to see the close", func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return len(h.conns) == 0
@@ -413,7 +414,7 @@ func TestHTTPDrainLongIdleConnectionIsNotClosedAtOnce(t *testing.T) {
 			addr, _ := startHTTP(t, h)
 			c := dial(t, addr)
 			tc.prime(t, c)
-			waitFor(t, 5*time.Second, "the connection's state", func() bool { return serverConns(h, tc.before) == 1 })
+			testutil.WaitFor(t, 5*time.Second, "the connection's state", func() bool { return serverConns(h, tc.before) == 1 })
 			time.Sleep(2 * idle) // idle for longer than IdleClose before the drain
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -475,7 +476,7 @@ func TestStockShutdownLosesRequestOnNewConnection(t *testing.T) {
 	}}
 	served := async(t, func() error { return srv.Serve(ln) }, func() { srv.Close() })
 	c := dial(t, ln.Addr().String())
-	waitFor(t, 5*time.Second, "the server to accept the connection", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the server to accept the connection", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(states) == 1

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -58,7 +59,7 @@ func TestServeAnyServerReadyThenDrain(t *testing.T) {
 		graceful: make(chan struct{}), hard: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() { done <- Serve(w, "main", GRPC(g)) }()
-	waitFor(t, 5*time.Second, "ready", w.IsReady)
+	testutil.WaitFor(t, 5*time.Second, "ready", w.IsReady)
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestTCPDrainUnblocksReads(t *testing.T) {
 	}}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(w, "main") }()
-	waitFor(t, 5*time.Second, "ready", w.IsReady)
+	testutil.WaitFor(t, 5*time.Second, "ready", w.IsReady)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +149,7 @@ func TestHTTPRunDoesNotModifyCaller(t *testing.T) {
 	h := &HTTP{Handler: handler, Server: base}
 	done := make(chan error, 1)
 	go func() { done <- h.Run(w, "main") }()
-	waitFor(t, 5*time.Second, "ready", w.IsReady)
+	testutil.WaitFor(t, 5*time.Second, "ready", w.IsReady)
 	if resp, err := http.Get("http://" + addr + "/"); err == nil {
 		resp.Body.Close()
 	}
@@ -205,7 +206,7 @@ func TestRunInProcess(t *testing.T) {
 		})
 	}()
 	var body string
-	waitFor(t, 5*time.Second, "the in-process app to answer", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the in-process app to answer", func() bool {
 		resp, err := http.Get("http://" + addr + "/")
 		if err != nil {
 			return false

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"os"
@@ -35,7 +36,7 @@ func startTCP(t *testing.T, tc *TCP) (string, *result) {
 		tc.Shutdown(ctx)
 		ln.Close()
 	})
-	waitFor(t, 5*time.Second, "Serve to take the listener", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "Serve to take the listener", func() bool {
 		tc.mu.Lock()
 		defer tc.mu.Unlock()
 		return tc.ln != nil
@@ -255,7 +256,7 @@ func TestTCPShutdownWaitsForConnectionAcceptedDuringIt(t *testing.T) {
 		<-ctx.Done()
 	}}
 	served := async(t, func() error { return tc.Serve(ln) }, func() { tc.Shutdown(context.Background()); ln.Close() })
-	waitFor(t, 5*time.Second, "Serve to take the listener", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "Serve to take the listener", func() bool {
 		tc.mu.Lock()
 		defer tc.mu.Unlock()
 		return tc.ln != nil

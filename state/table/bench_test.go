@@ -1,7 +1,6 @@
 package table
 
 import (
-	"github.com/preforkd/preforkd/state"
 	"math/rand/v2"
 	"testing"
 )
@@ -76,24 +75,4 @@ func BenchmarkOpenTable(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// BenchmarkGetMapped: Get over the table in a sealed memfd mapping, as in a
-// worker.
-func BenchmarkGetMapped(b *testing.B) {
-	r, err := state.FromBytes("bench", sampleTable(benchKeys))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	m, err := r.Map()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	tb, err := Open(m.Bytes())
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchGet(b, tb)
 }
