@@ -36,10 +36,12 @@
 // Every load loop is bounded in time and in requests. The state files live
 // in a temporary directory removed at the end.
 //
-// Files: main.go (flags, orchestration, machine), proc.go (starting and
-// ending processes), master.go (a preforkd master: its log pipe, pid file
-// and control socket status), load.go (the generator), wrk.go
-// (running and parsing wrk --latency), throughput.go (§1), upgrade.go
-// (§2–3), memory.go (§4–5), misc.go (§6–8), stats.go, report.go and
-// report2.go (markdown), chart.go (SVG).
+// Files: one per section, each holding its run and its report:
+// throughput.go (§1), upgrade.go (§2–3), memory.go (§4–5), balance.go (§6),
+// scrape.go (§7), micro.go (§8); and the plumbing: main.go (flags,
+// orchestration, machine), proc.go (starting and ending processes),
+// master.go (a preforkd master: its log pipe, pid file and control socket
+// status), load.go (the generator), wrk.go (running and parsing wrk
+// --latency), stats.go, report.go (the document's frame, summary and
+// number formats), chart.go (SVG).
 package main

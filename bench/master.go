@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 

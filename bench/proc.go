@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 )

@@ -188,3 +188,147 @@ func workerProcs(m *Master) string {
 	}
 	return fmt.Sprintf("%d × %s", len(st.Slots), v)
 }
+
+// bySplit divides a multi-process engine's turns: those where one process
+// held (nearly) every wrk connection, and the others.
+func (e *engine) bySplit() (one, split []float64) {
+	if !strings.Contains(e.procs, "2 ×") {
+		return nil, nil
+	}
+	for _, x := range e.runs {
+		if concentrated(x.Split) {
+			one = append(one, x.ReqPerSec)
+		} else if len(x.Split) > 1 {
+			split = append(split, x.ReqPerSec)
+		}
+	}
+	return one, split
+}
+
+// concentrated reports whether one process held ≥ 90% of the connections.
+func concentrated(split []int) bool {
+	total := 0
+	for _, n := range split {
+		total += n
+	}
+	return total > 0 && split[0]*10 >= total*9
+}
+
+// spread is (max − min) / median of an engine's turns.
+func (e *engine) spread() float64 {
+	lo, hi := e.runs[0].ReqPerSec, e.runs[0].ReqPerSec
+	for _, x := range e.runs {
+		lo, hi = min(lo, x.ReqPerSec), max(hi, x.ReqPerSec)
+	}
+	return ratio(hi-lo, e.reqs())
+}
+
+func (r *report) throughput(t *throughput) {
+	a, b, bi, c, c1, d := t.engine("a"), t.engine("b"), t.engine("b+"), t.engine("c"), t.engine("c1"), t.engine("d")
+	r.p("\n## 1. Throughput and p99 latency\n\n")
+	r.p("Load: `wrk -t%d -c%d --latency`, %v warm-up then %v, %d turns per server, alternated within each group (a b b+, c … d, then backwards); the figures are the medians of the turns. ",
+		t.threads, t.conns, t.warm, t.dur, t.turns)
+	r.p("One wrk thread is as much load generator as this machine can spare: it keeps one of the %d CPUs busy on its own, so the servers share what is left, and the comparison is of CPU cost per request (32 connections keep every server process busy without queueing much in wrk). ", t.cpus)
+	r.p("All the servers run side by side for the whole section (the idle ones cost nothing measurable) and answer the same line (`preforkd demo worker=… pid=… generation=1 version=v1`). ")
+	r.p("Rows marked diagnostic are not goals: they explain the ratios. The processes column is measured (a worker's environment), not assumed.\n\n")
+	r.p("| | server | processes × GOMAXPROCS | req/s | p99 | req/s per turn (wrk's connections per process) | spread |\n|---|---|---|---|---|---|---|\n")
+	lopsided := false
+	for _, e := range t.engines {
+		var turns []string
+		for _, x := range e.runs {
+			var split []string
+			for _, n := range x.Split {
+				split = append(split, strconv.Itoa(n))
+			}
+			turns = append(turns, fmt.Sprintf("%s (%s)", fmtN(int64(x.ReqPerSec)), strings.Join(split, "+")))
+			if strings.Contains(e.procs, "2 ×") && concentrated(x.Split) {
+				lopsided = true
+			}
+		}
+		r.p("| %s | %s | %s | %s | %s | %s | %.0f%% |\n", e.key, e.name, e.procs, fmtN(int64(e.reqs())), fmtD(e.p99()), strings.Join(turns, ", "), 100*e.spread())
+	}
+	rr := func(x, y *engine) float64 { return ratio(x.reqs(), y.reqs()) }
+	rp := func(x, y *engine) float64 { return ratio(float64(x.p99()), float64(y.p99())) }
+	ab, cd := rr(a, b), rr(c, d)
+	r.p("\nSpread is (max − min) ÷ median of the turns: how much this machine moved during the section. ")
+	r.p("The connections per process are sampled from /proc/net/tcp halfway through each turn: with one shared accept queue, wrk's %d connections, opened at once, land wherever the accepting processes happen to be.", t.conns)
+	if lopsided {
+		r.p(" In some turns one worker took all or nearly all (≥ 90%%) of them: the first worker to wake drains the burst of connects in its accept loop.")
+		var faster, slower []string
+		for _, e := range t.engines {
+			one, split := e.bySplit()
+			if len(one) == 0 || len(split) == 0 {
+				continue
+			}
+			s := fmt.Sprintf("%s: %s req/s with one worker holding ≥ 90%% of the connections, %s split", e.key, fmtN(int64(medianF(one))), fmtN(int64(medianF(split))))
+			if medianF(one) > medianF(split) {
+				faster = append(faster, s)
+			} else {
+				slower = append(slower, s)
+			}
+		}
+		if len(faster) > 0 {
+			r.p(" Faster with one worker — %s: the server outruns wrk, and one busy worker never switches to another process.", strings.Join(faster, "; "))
+		}
+		if len(slower) > 0 {
+			r.p(" Slower with one worker — %s: the server is the bottleneck, and one worker with one P uses one CPU at most while the other idles.", strings.Join(slower, "; "))
+		}
+	}
+	r.p("\n\n")
+	r.p("| ratio | req/s | p99 |\n|---|---|---|\n")
+	r.p("| **a/b** preforkd net/http ÷ one net/http process | **%.2f×** | %.2f× |\n", ab, rp(a, b))
+	r.p("| **c/d** preforkd fasthttp ÷ fasthttp prefork | **%.2f×** | %.2f× |\n", cd, rp(c, d))
+	r.p("| b+/b what preforkd's per-request work costs one process | %.2f× | %.2f× |\n", rr(bi, b), rp(bi, b))
+	r.p("| a/b+ the process model alone (same per-request work) | %.2f× | %.2f× |\n", rr(a, bi), rp(a, bi))
+	if c1 != nil {
+		r.p("| c1/d preforkd fasthttp with prefork's GOMAXPROCS=1 ÷ prefork | %.2f× | %.2f× |\n", rr(c1, d), rp(c1, d))
+	}
+	r.p("\n**Peer:** fasthttp's prefork mode (row d) is the peer: its own figure is +7.5%% req/s over one fasthttp process, p99 15 ms vs 75 ms (its own benchmark).\n\n")
+	r.p("**Goal:** throughput ≥ 1.0× each engine's own best mode (a/b and c/d).\n\n")
+	noise := func(x, y *engine) string {
+		if 1-rr(x, y) < max(x.spread(), y.spread())/2 {
+			return fmt.Sprintf(" The shortfall (%.0f%%) is smaller than half the turn-to-turn spread of these two rows (%.0f%% and %.0f%%): on this machine it is within the noise, and more turns on a quiet machine would tell.",
+				100*(1-rr(x, y)), 100*x.spread(), 100*y.spread())
+		}
+		return ""
+	}
+	cost := func(x float64) string {
+		if x >= 1 {
+			return "nothing"
+		}
+		return fmt.Sprintf("%.0f%%", 100*(1-x))
+	}
+	whyAB := fmt.Sprintf("split in two: preforkd's per-request work (the HTTP metrics every worker gets, `metrics.NewHTTPMetrics`, and the drain's connection tracking, `server.HTTP`) costs one process %s (b+/b = %.2f×), "+
+		"and the process model %s (a/b+ = %.2f×: %s against %s, the same per-request work). ", cost(rr(bi, b)), rr(bi, b), cost(rr(a, bi)), rr(a, bi), a.procs, b.procs)
+	oneA, splitA := a.bySplit()
+	switch {
+	case len(oneA) > 0 && strings.Contains(a.procs, "GOMAXPROCS=1"):
+		whyAB += fmt.Sprintf("In %d of %d turns one worker held ≥ 90%% of wrk's %d connections (the first worker to wake drains the burst of connects), so preforkd served with one process and GOMAXPROCS=1 (the CPUs/workers share the master gives each worker) against b's %s: one P against two. ",
+			len(oneA), len(a.runs), t.conns, b.procs)
+		if len(splitA) > 0 {
+			whyAB += fmt.Sprintf("In its turns with the connections split, a made %s req/s (%.2f× of b). ", fmtN(int64(medianF(splitA))), ratio(medianF(splitA), b.reqs()))
+		}
+		whyAB += "What would close it: spread keep-alive connections over the workers (a listening socket per worker with SO_REUSEPORT, or a worker that pauses accepting while it holds more than its share), " +
+			"or let a worker's GOMAXPROCS exceed its CPU share so that one loaded worker can use an idle CPU; and with more cores than this machine's 2 (and wrk on another host) the multi-process model has room to win."
+	case rr(a, bi) < rr(bi, b):
+		whyAB += fmt.Sprintf("The process model's share is what a %d-CPU machine with the load generator on it does to any prefork server: wrk holds one CPU, so the workers share about one, "+
+			"and two processes taking turns on it switch address spaces where one process switches goroutines; there is no idle core for the second worker to win back. "+
+			"What would close it: nothing preforkd can do on a machine this small; the model pays off with more cores than workers need to share (measure on ≥ 4 cores with wrk on another host), "+
+			"where one process's heap, GC and scheduler contend and the workers don't.", t.cpus)
+	default:
+		whyAB += "What would close it: make that per-request work cheaper (b+/b is its price), for example tracking connection states only while draining."
+	}
+	whyAB += noise(a, b)
+	r.p("- a/b = %.2f×: %s\n", ab, r.verdict(goal{what: "§1 req/s, preforkd net/http ÷ one net/http process", figure: fmt.Sprintf("%.2f×", ab), target: "≥ 1.0×", met: ab >= 1.0, why: whyAB}))
+	var whyCD string
+	if c1 != nil {
+		whyCD = fmt.Sprintf("fasthttp prefork sets GOMAXPROCS=1 in each child; preforkd's workers ran with %s, so their Ps contend with each other and with wrk for %d CPUs. "+
+			"With GOMAXPROCS=1 in its workers (c1) preforkd is at %.2f× of prefork. What would close it: run workers with GOMAXPROCS = CPUs/workers.", c.procs, t.cpus, rr(c1, d))
+	} else {
+		whyCD = fmt.Sprintf("both serve the same fasthttp handler from one shared socket with the same processes (%s against %s). "+
+			"What preforkd adds in each worker is its runtime: the metrics socket and registry, the lifeline pipe, the notify socket. "+
+			"What would close it: profile a worker under this load and trim that runtime's per-request share (it should have none).", c.procs, d.procs)
+	}
+	whyCD += noise(c, d)
+	r.p("- c/d = %.2f×: %s\n", cd, r.verdict(goal{what: "§1 req/s, preforkd fasthttp ÷ fasthttp prefork", figure: fmt.Sprintf("%.2f×", cd), target: "≥ 1.0×", met: cd >= 1.0, why: whyCD}))
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -250,4 +252,139 @@ func (b *bench) runLive() (*liveRun, error) {
 	}
 	m.Stop()
 	return r, nil
+}
+
+func (r *report) upgrades(l *liveRun, root string) {
+	r.p("\n## 2. Upgrade under load\n\n")
+	upEnd := l.upgradeEnd
+	inUp := func(s sample) bool { return s.start < upEnd }
+	var hups []time.Duration
+	for _, u := range l.upgrades {
+		hups = append(hups, u.at)
+	}
+	steady := latencies(l.samples, func(s sample) bool { return inUp(s) && s.start >= time.Second && !within(s.start, hups, time.Second) })
+	inWin := latencies(l.samples, func(s sample) bool { return within(s.start, hups, time.Second) })
+	total, failed := 0, failures(l.samples, inUp)
+	for _, s := range l.samples {
+		if inUp(s) {
+			total++
+		}
+	}
+	failedKA := failures(l.samples, func(s sample) bool { return inUp(s) && !s.fresh })
+	r.p("preforkd demo, %d workers, `-stable-period 200ms`. The bench's own load generator (`bench/load.go`) runs %d keep-alive and %d fresh-connection clients at %.0f req/s each ",
+		l.workers, l.cfg.KeepAlive, l.cfg.Fresh, l.cfg.Rate)
+	r.p("(paced, so the server is not saturated and latency means something); its clients never retry, so every request without a 200 answer counts as failed. ")
+	r.p("Every %v, the other version's build (`v1` ↔ `v2`) is renamed over the running binary's path and the master (pid from `-pidfile`) gets SIGHUP; the bench then waits until the pid file names the new master, the control socket (`GET /status`, what `preforkd ctl status -json` prints) shows the new generation all ready, and the old master has exited. ",
+		l.spacing)
+	r.p("\"New generation serving\" is when the bench read the last new-generation `worker ready` line from the master's stderr pipe (the new workers accept from the same queue from then on).\n\n")
+	var all, first, pid, gone, started []time.Duration
+	r.p("| # | to | new master started (log) | first new worker ready | all new workers ready | pid file rewritten | old master exited | failed (SIGHUP −0.25 s … +1 s) | p99 (SIGHUP … +1 s) |\n|---|---|---|---|---|---|---|---|---|\n")
+	for i, u := range l.upgrades {
+		all, first, pid, gone, started = append(all, u.all), append(first, u.first), append(pid, u.pidFile), append(gone, u.oldGone), append(started, u.started)
+		f := failures(l.samples, func(s sample) bool { return s.start >= u.at-bucket && s.start < u.at+time.Second })
+		w := latencies(l.samples, func(s sample) bool { return s.start >= u.at && s.start < u.at+time.Second })
+		r.p("| %d | %s | %s | %s | %s | %s | %s | %d | %s |\n", i+1, u.to, fmtD(u.started), fmtD(u.first), fmtD(u.all), fmtD(u.pidFile), fmtD(u.oldGone), f, fmtD(pctD(w, 99)))
+	}
+	p99w, p99s := pctD(inWin, 99), pctD(steady, 99)
+	rat := ratio(float64(p99w), float64(p99s))
+	r.p("\n| | figure | goal | |\n|---|---|---|---|\n")
+	r.p("| failed requests over %d upgrades | %d of %s (keep-alive %d, fresh %d) | 0 | %s |\n", len(l.upgrades), failed, fmtN(int64(total)), failedKA, failed-failedKA,
+		r.verdict(goal{what: fmt.Sprintf("§2 failed requests over %d upgrades (generator)", len(l.upgrades)), figure: fmt.Sprintf("%d of %s", failed, fmtN(int64(total))), target: "0", met: failed == 0,
+			why: "see the error kinds below the table."}))
+	r.p("| p99 latency, upgrade windows (SIGHUP … +1 s) vs steady state | %s vs %s = %.2f× | ≤ 1.5× | %s |\n", fmtD(p99w), fmtD(p99s), rat,
+		r.verdict(goal{what: "§2 p99 in upgrade windows ÷ steady state", figure: fmt.Sprintf("%s ÷ %s = %.2f×", fmtD(p99w), fmtD(p99s), rat), target: "≤ 1.5×", met: rat <= 1.5,
+			why: "an upgrade starts a whole new master (Go runtime, flag parsing, loading the state: for the demo, generating its 100,000-key table and memfd) and a new generation of workers on the same 2 CPUs that serve the traffic, while the old generation drains; " +
+				"the requests that queue behind that CPU burst make the window's tail. What would close it: more CPUs than workers (the start-up burst then runs on an idle core), or starting the new generation at lower CPU priority (nice) during an upgrade, or building the state once and handing the memfd over instead of regenerating it."}))
+	r.p("| SIGHUP → new generation serving (all new workers ready), median / max | %s / %s | ≤ 100 ms | %s |\n", fmtD(medianD(all)), fmtD(maxD(all)),
+		r.verdict(goal{what: "§2 SIGHUP → new generation serving, median / max", figure: fmt.Sprintf("%s / %s", fmtD(medianD(all)), fmtD(maxD(all))), target: "≤ 100 ms", met: maxD(all) <= 100*time.Millisecond,
+			why: upgradeWhy(medianD(started), medianD(all)-medianD(started))}))
+	r.p("| SIGHUP → first new worker ready / pid file rewritten / old master exited (medians) | %s / %s / %s | | |\n", fmtD(medianD(first)), fmtD(medianD(pid)), fmtD(medianD(gone)))
+	w := l.wrk
+	wrkOK := w.SocketErrors() == 0 && w.Non2xx == 0
+	r.p("| `wrk -t1 -c%d` across %d upgrades: socket errors (connect/read/write/timeout), non-2xx | %d (%d/%d/%d/%d), %d — of %s requests, %.0f req/s | 0 | %s |\n",
+		l.wrkConns, len(l.wrkUpgrades), w.SocketErrors(), w.Connect, w.Read, w.Write, w.Timeout, w.Non2xx, fmtN(w.Requests), w.ReqPerSec,
+		r.verdict(goal{what: fmt.Sprintf("§2 wrk -c%d across %d upgrades: socket errors + non-2xx", l.wrkConns, len(l.wrkUpgrades)), figure: fmt.Sprintf("%d + %d", w.SocketErrors(), w.Non2xx), target: "0", met: wrkOK,
+			why: "wrk never retries: an error means a keep-alive connection was closed under it while it sent."}))
+	if len(l.errs) > 0 {
+		r.p("\nError kinds over the whole run (upgrades and kills): %s.\n", errLine(l.errs))
+	}
+	var wrkAll []time.Duration
+	for _, u := range l.wrkUpgrades {
+		wrkAll = append(wrkAll, u.all)
+	}
+	r.p("\nUnder wrk (saturating), SIGHUP → all new workers ready: median %s, max %s. wrk's own figures: p50 %s, p99 %s.\n", fmtD(medianD(wrkAll)), fmtD(maxD(wrkAll)), fmtD(w.P50), fmtD(w.P99))
+	r.p("\n**Peers:** Puma's phased and hot restarts fail requests (puma#2337); HAProxy before 1.8 reset connections at reloads (SO_REUSEPORT); tableflip, which preforkd uses, has no drain of its own. The README's own figure: 0 failed of ~44,000 requests over 10 upgrades, SIGHUP to new generation serving ≈ 100 ms median.\n")
+}
+
+func errLine(errs map[string]int) string {
+	var keys []string
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return errs[keys[i]] > errs[keys[j]] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("`%s` × %d", k, errs[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// upgradeWhy explains a slow upgrade from its two halves.
+func upgradeWhy(started, workers time.Duration) string {
+	return fmt.Sprintf("the new master logs `master started` %s (median) after the SIGHUP, and its workers are all ready %s after that. ", fmtD(started), fmtD(workers)) +
+		"That is the exec of a new Go binary, flag parsing, loading the state (for the demo, regenerating its 100,000-key table and memfd), then fork+exec of every worker, on 2 CPUs that also serve the load. " +
+		"What would close it: hand the sealed state memfd over instead of rebuilding it; start the workers while the master finishes its own start-up."
+}
+
+func (r *report) crashes(l *liveRun, chart string, idleStart time.Duration) {
+	r.p("\n## 3. Worker crash\n\n")
+	var resp, start, kills, exits []time.Duration
+	for _, k := range l.kills {
+		resp, start, kills, exits = append(resp, k.respawn), append(start, k.start), append(kills, k.at), append(exits, k.exit)
+	}
+	inCrash := func(s sample) bool { return s.start >= l.crashFrom }
+	failed := failures(l.samples, inCrash)
+	failedKA := failures(l.samples, func(s sample) bool { return inCrash(s) && !s.fresh })
+	win := latencies(l.samples, func(s sample) bool { return within(s.start, kills, time.Second) })
+	steady := latencies(l.samples, func(s sample) bool {
+		return s.start < l.upgradeEnd && s.start >= time.Second && !within(s.start, hupsOf(l), time.Second)
+	})
+	r.p("Right after the upgrades, under the same generator run, %d SIGKILLs of workers, round robin over the %d slots, every %v; each victim had been up ≥ 300 ms (> `-stable-period 200ms`, so it is replaced at once, without backoff). ",
+		len(l.kills), l.workers, l.killEvery)
+	r.p("**Respawn-to-serving** is from the SIGKILL to the moment the bench read the master's `worker ready` line for the slot's new pid from its stderr pipe (no polling; the worker sends READY=1 once it accepts). ")
+	r.p("**Start → ready** is that line's `start_time` field: from the new process's start to its READY=1, without the master noticing the death and forking.\n\n")
+	per := float64(failed) / float64(max(1, len(l.kills)))
+	r.p("| | figure | goal | |\n|---|---|---|---|\n")
+	r.p("| respawn-to-serving, median / p99 (of %d: the largest) | %s / %s | median ≤ 15 ms | %s |\n", len(resp), fmtD(medianD(resp)), fmtD(pctD(resp, 99)),
+		r.verdict(goal{what: "§3 worker SIGKILL → replacement serving, median", figure: fmtD(medianD(resp)), target: "≤ 15 ms", met: medianD(resp) <= 15*time.Millisecond,
+			why: respawnWhy(medianD(resp), medianD(start), medianD(exits), idleStart)}))
+	r.p("| start → ready of the replacements, median / max | %s / %s | | |\n", fmtD(medianD(start)), fmtD(maxD(start)))
+	r.p("| SIGKILL → victim's pid gone (its exit and reaping; polled every 0.5 ms), median / max | %s / %s | | |\n", fmtD(medianD(exits)), fmtD(maxD(exits)))
+	r.p("| failed requests per kill | %.1f (%d over %d kills: keep-alive %d, fresh-connection %d) | (reported) | |\n", per, failed, len(l.kills), failedKA, failed-failedKA)
+	r.p("| p99 latency, kill windows (SIGKILL … +1 s) vs steady state | %s vs %s | (reported) | |\n", fmtD(pctD(win, 99)), fmtD(pctD(steady, 99)))
+	r.p("\nThe failed requests are the ones in flight on, or next sent over, the keep-alive connections the killed process held: they die with it, and a client that never retries sees each as an error (a retrying client, such as Go's `http.Transport` for an idempotent GET, would not). ")
+	r.p("Round robin over %d slots makes that nearly all %d keep-alive clients at every kill: the clients that lost their connection reconnect while the replacement is still starting, so the surviving worker accepts them all, and it is the next victim. ", l.workers, l.cfg.KeepAlive)
+	r.p("Fresh connections almost never fail (%d here): the listening socket belongs to the master, so connections queued in it survive a worker's death; only those the victim had already accepted are lost.\n", failed-failedKA)
+	r.p("\n**Peers:** Unicorn respawns at once but without backoff (a crashing app spawns in a loop; preforkd backs off only for workers that die before `-stable-period`); fasthttp prefork gives up after `RecoverThreshold` = max(1, GOMAXPROCS/2) child deaths in its lifetime, so on this 2-CPU machine the second kill ends the whole server — it could not run this section at all. The README's own figure: 10.6–11.3 ms respawn-to-serving.\n")
+	r.p("\n![](%s)\n\n", chart)
+	r.p("The chart (`%s`) shows both phases: p99 and p50 latency per 250 ms bucket of request start times (log scale, left), failed requests per bucket (bars, right), a dashed green line at every SIGHUP and an orange one at every SIGKILL.\n", chart)
+}
+
+func hupsOf(l *liveRun) []time.Duration {
+	var out []time.Duration
+	for _, u := range l.upgrades {
+		out = append(out, u.at)
+	}
+	return out
+}
+
+// respawnWhy explains a slow respawn from its parts.
+func respawnWhy(resp, start, exit, idle time.Duration) string {
+	s := fmt.Sprintf("of the %s (medians), the new worker's own start (its process start to READY=1: the Go runtime, the worker runtime, mapping the state, serving) takes %s; "+
+		"the victim's exit until the master reaped it %s; the other %s is the master's restart: fork+exec, and the log line. ",
+		fmtD(resp), fmtD(start), fmtD(exit), fmtD(max(0, resp-start-exit)))
+	if idle > 0 {
+		s += fmt.Sprintf("Without load (§5) a worker starts in %s: the load on the same CPUs slows it to %.1f×. ", fmtD(idle), ratio(float64(start), float64(idle)))
+	}
+	return s + "What would close it: keep a spare worker started and ready (not accepting) per master, so that a death is replaced by a worker that only has to start accepting; or trim the worker's start (what runs before READY=1)."
 }
