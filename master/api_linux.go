@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/preforkd/preforkd/internal/contract"
-	"github.com/preforkd/preforkd/listener"
+	"github.com/preforkd/preforkd/internal/sockets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sys/unix"
@@ -128,7 +128,7 @@ func (m *master) hooks() Hooks {
 	return h
 }
 
-func specsString(socks []*listener.Socket) string {
+func specsString(socks []*sockets.Socket) string {
 	var b strings.Builder
 	for i, s := range socks {
 		if i > 0 {

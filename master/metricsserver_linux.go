@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/preforkd/preforkd/listener"
+	"github.com/preforkd/preforkd/internal/sockets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -20,7 +20,7 @@ import (
 // stops answering as soon as its successor announces itself, so that no
 // scrape sees the older, smaller totals, and resumes if that upgrade fails.
 type metricsServer struct {
-	sock *listener.Socket
+	sock *sockets.Socket
 	mux  *http.ServeMux
 	log  *slog.Logger
 	mu   sync.Mutex
@@ -28,7 +28,7 @@ type metricsServer struct {
 	wg   sync.WaitGroup
 }
 
-func newMetricsServer(sock *listener.Socket, g prometheus.Gatherer, healthz http.HandlerFunc, log *slog.Logger) *metricsServer {
+func newMetricsServer(sock *sockets.Socket, g prometheus.Gatherer, healthz http.HandlerFunc, log *slog.Logger) *metricsServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", healthz)

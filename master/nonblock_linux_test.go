@@ -4,7 +4,6 @@ package master
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"strings"
@@ -12,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/preforkd/preforkd/internal/testutil"
+
 	"golang.org/x/sys/unix"
 
+	"github.com/preforkd/preforkd/internal/sockets"
 	"github.com/preforkd/preforkd/listener"
 )
 
@@ -119,17 +121,17 @@ func TestStartKeepsListenerNonblocking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks, err := listener.Open(testutil.NewFds(), []listener.Spec{sp})
+	socks, err := sockets.Open(testutil.NewFds(), []listener.Spec{sp})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { listener.Close(socks) })
+	t.Cleanup(func() { sockets.Close(socks) })
 	ln := socks[0].Listener().(syscall.Conn)
 	if !nbNonblock(t, ln) {
 		t.Fatalf("listener blocking before any start")
 	}
 
-	files := listener.Files(socks)
+	files := sockets.Files(socks)
 	w := nbStart(t, spawnSpec{path: "/bin/sleep", args: []string{"sleep", "5"}, files: files, nonblock: files})
 
 	if !nbNonblock(t, ln) {

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudflare/tableflip"
 	"github.com/preforkd/preforkd/internal/contract"
 	"github.com/preforkd/preforkd/internal/sdnotify"
+	"github.com/preforkd/preforkd/internal/sockets"
 	"github.com/preforkd/preforkd/listener"
 	"golang.org/x/sys/unix"
 )
@@ -23,10 +24,10 @@ import (
 // inherits them.
 type resources struct {
 	link    *link
-	socks   []*listener.Socket
-	metrics *listener.Socket // nil: no metrics endpoint
-	control *listener.Socket // nil: no control socket
-	region  Region           // nil: no shared state
+	socks   []*sockets.Socket
+	metrics *sockets.Socket // nil: no metrics endpoint
+	control *sockets.Socket // nil: no control socket
+	region  Region          // nil: no shared state
 	notify  *notifySocket
 	lifeR   *os.File // the workers' end: EOF means the master is gone
 	lifeW   *os.File
@@ -72,32 +73,32 @@ func openResources(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Lo
 }
 
 func (r *resources) openListeners(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Logger) error {
-	var act *listener.Inherited
+	var act *sockets.Inherited
 	if !hasParent && os.Getenv(contract.ListenFds) != "" {
 		// Socket activation: systemd (or systemd-socket-activate) bound
 		// the sockets. Upgrades then inherit them through tableflip.
 		var err error
-		if act, err = listener.FromEnv(); err != nil {
+		if act, err = sockets.FromEnv(); err != nil {
 			return fmt.Errorf("socket activation: %w", err)
 		}
 		log.Info("using sockets from socket activation", "names", act.Names())
 	}
 	var err error
-	if r.socks, err = listener.OpenActivated(fds, cfg.Listen, act); err != nil {
+	if r.socks, err = sockets.OpenActivated(fds, cfg.Listen, act); err != nil {
 		if act != nil {
 			act.Close()
 		}
 		return err
 	}
 	if cfg.MetricsAddr != "" {
-		socks, err := listener.Open(fds, []listener.Spec{{Name: "metrics", Network: "tcp", Address: cfg.MetricsAddr}})
+		socks, err := sockets.Open(fds, []listener.Spec{{Name: "metrics", Network: "tcp", Address: cfg.MetricsAddr}})
 		if err != nil {
 			return fmt.Errorf("-metrics %s: %w", cfg.MetricsAddr, errors.Unwrap(err))
 		}
 		r.metrics = socks[0]
 	}
 	if cfg.Control != "off" {
-		socks, err := listener.Open(fds, []listener.Spec{{Name: "control", Network: "unix", Address: cfg.Control}})
+		socks, err := sockets.Open(fds, []listener.Spec{{Name: "control", Network: "unix", Address: cfg.Control}})
 		if err != nil {
 			return fmt.Errorf("-control %s: %w", cfg.Control, errors.Unwrap(err))
 		}
@@ -118,8 +119,8 @@ func (r *resources) close() {
 	if r.notify != nil {
 		r.notify.close()
 	}
-	listener.Close(r.socks)
-	for _, s := range []*listener.Socket{r.metrics, r.control} {
+	sockets.Close(r.socks)
+	for _, s := range []*sockets.Socket{r.metrics, r.control} {
 		if s != nil {
 			s.Close()
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/preforkd/preforkd/internal/contract"
-	"github.com/preforkd/preforkd/listener"
+	"github.com/preforkd/preforkd/internal/sockets"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,9 +28,9 @@ func (m *master) spawnSpec() spawnSpec {
 		sp.args = append([]string{os.Args[0]}, m.cfg.Command...)
 		env = append(env, contract.ExecShim+"=1")
 	}
-	sp.files = listener.Files(m.res.socks)
+	sp.files = sockets.Files(m.res.socks)
 	sp.nonblock = sp.files
-	env = append(env, listener.Env(m.res.socks)...)
+	env = append(env, sockets.Env(m.res.socks)...)
 	if r := m.res.region; r != nil {
 		env = append(env, contract.StateFd+"="+strconv.Itoa(3+len(sp.files)), contract.StateSize+"="+strconv.FormatInt(r.Size(), 10))
 		sp.files = append(sp.files, r.File())

@@ -124,7 +124,13 @@ func newHarness(t testing.TB, cfg superConfig) *harness {
 // newHarnessClock is newHarness with a fake clock (nil: the real one).
 func newHarnessClock(t testing.TB, cfg superConfig, clk *fakeClock) *harness {
 	t.Helper()
-	f := newFake()
+	return newHarnessFake(t, cfg, clk, newFake())
+}
+
+// newHarnessFake is newHarnessClock with fake processes the test set up
+// before the supervisor starts.
+func newHarnessFake(t testing.TB, cfg superConfig, clk *fakeClock, f *fakeProcs) *harness {
+	t.Helper()
 	if clk != nil {
 		f.clk = clk
 	}
@@ -444,10 +450,9 @@ func TestGracefulStopKillsAfterGrace(t *testing.T) {
 }
 
 func TestStartFailureBacksOffAndRecovers(t *testing.T) {
-	h := newHarness(t, superConfig{desired: 1, backoffMin: 20 * time.Millisecond})
-	h.f.mu.Lock()
-	h.f.fail = 3
-	h.f.mu.Unlock()
+	f := newFake()
+	f.fail = 3 // before the supervisor's first start
+	h := newHarnessFake(t, superConfig{desired: 1, backoffMin: 20 * time.Millisecond}, nil, f)
 	h.waitFor("a start after 3 failures", func() bool { return len(h.f.startsCopy()) == 1 })
 	var st Status
 	h.s.do(func() { st = h.s.snapshot() })

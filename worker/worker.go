@@ -40,8 +40,8 @@ type Options struct {
 	Registry *prometheus.Registry
 }
 
-// sockets are the worker's listeners by name.
-type sockets interface {
+// socketSet are the worker's listeners by name.
+type socketSet interface {
 	Listener(name string) (net.Listener, error)
 	PacketConn(name string) (net.PacketConn, error)
 	Names() []string
@@ -62,7 +62,7 @@ type Worker struct {
 	slot     int
 	gen      int
 	grace    time.Duration
-	socks    sockets
+	socks    socketSet
 	notify   notifier
 	watchdog time.Duration
 	state    []byte

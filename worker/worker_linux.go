@@ -14,7 +14,7 @@ import (
 	"github.com/preforkd/preforkd/internal/aggregate"
 	"github.com/preforkd/preforkd/internal/contract"
 	"github.com/preforkd/preforkd/internal/sdnotify"
-	"github.com/preforkd/preforkd/listener"
+	"github.com/preforkd/preforkd/internal/sockets"
 	"github.com/preforkd/preforkd/state"
 	"golang.org/x/sys/unix"
 )
@@ -66,7 +66,7 @@ func New(opts Options) (*Worker, error) {
 
 // takeOver takes the inherited descriptors.
 func (w *Worker) takeOver(notifyAddr, masterFd, metricsFd, stateFd, stateSize string) error {
-	in, err := listener.FromEnv()
+	in, err := sockets.FromEnv()
 	if err != nil {
 		return err
 	}

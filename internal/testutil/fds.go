@@ -7,7 +7,7 @@ import (
 	"github.com/cloudflare/tableflip"
 )
 
-// Fds stands in for *tableflip.Fds (listener.Fds): it hands out the sockets
+// Fds stands in for *tableflip.Fds (sockets.Fds): it hands out the sockets
 // a test preset as inherited, and records every socket added. The zero
 // value has nothing inherited; use NewFds to preset some.
 type Fds struct {

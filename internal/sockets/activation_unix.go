@@ -1,12 +1,14 @@
 //go:build unix
 
-package listener
+package sockets
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/preforkd/preforkd/listener"
 )
 
 // ErrUnmatched is wrapped when a socket handed over by systemd matches no
@@ -15,7 +17,7 @@ var ErrUnmatched = errors.New("activated socket matches no -listen entry")
 
 // match returns the activated socket for sp: the one whose LISTEN_FDNAMES
 // name is sp.Name, else the first unused one bound to the same address.
-func (in *Inherited) match(sp Spec) (net.Listener, net.PacketConn) {
+func (in *Inherited) match(sp listener.Spec) (net.Listener, net.PacketConn) {
 	if in == nil {
 		return nil, nil
 	}
@@ -65,7 +67,7 @@ func (in *Inherited) unused() error {
 	return nil
 }
 
-func sameAddr(sp Spec, a net.Addr) bool {
+func sameAddr(sp listener.Spec, a net.Addr) bool {
 	switch sp.Network {
 	case "unix":
 		return a.Network() == "unix" && strings.TrimPrefix(a.String(), "@") == strings.TrimPrefix(sp.Address, "@")

@@ -1,6 +1,6 @@
 //go:build unix
 
-package listener
+package sockets
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/preforkd/preforkd/listener"
 
 	"github.com/cloudflare/tableflip"
 	"golang.org/x/sys/unix"
@@ -28,7 +30,7 @@ type Fds interface {
 
 // Socket is one listening socket held by the master.
 type Socket struct {
-	Spec Spec
+	Spec listener.Spec
 	// Inherited is true when the socket came from the previous master.
 	Inherited bool
 	ln        net.Listener   // stream sockets
@@ -41,7 +43,7 @@ type Socket struct {
 // error it closes its own descriptors of what it opened and returns an error
 // naming the spec; the copies added to a *tableflip.Fds are released by the
 // upgrader's Stop (master.Run calls it when its start fails).
-func Open(fds Fds, specs []Spec) ([]*Socket, error) {
+func Open(fds Fds, specs []listener.Spec) ([]*Socket, error) {
 	return OpenActivated(fds, specs, nil)
 }
 
@@ -51,8 +53,8 @@ func Open(fds Fds, specs []Spec) ([]*Socket, error) {
 // address, instead of binding. The taken sockets are added to fds, so that
 // upgrades hand them on. An activated socket that no spec takes is an error
 // (wrapping ErrUnmatched).
-func OpenActivated(fds Fds, specs []Spec, act *Inherited) ([]*Socket, error) {
-	if err := ValidateSet(specs); err != nil {
+func OpenActivated(fds Fds, specs []listener.Spec, act *Inherited) ([]*Socket, error) {
+	if err := listener.ValidateSet(specs); err != nil {
 		return nil, err
 	}
 	socks := make([]*Socket, 0, len(specs))
@@ -71,7 +73,7 @@ func OpenActivated(fds Fds, specs []Spec, act *Inherited) ([]*Socket, error) {
 	return socks, nil
 }
 
-func open(fds Fds, sp Spec, act *Inherited) (*Socket, error) {
+func open(fds Fds, sp listener.Spec, act *Inherited) (*Socket, error) {
 	s := &Socket{Spec: sp}
 	var raw syscall.Conn
 	actLn, actPc := act.match(sp)

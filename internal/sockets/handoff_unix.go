@@ -1,6 +1,6 @@
 //go:build unix
 
-package listener
+package sockets
 
 import (
 	"errors"
@@ -139,8 +139,9 @@ func (in *Inherited) take(fd int, name string) error {
 // Names lists the inherited sockets' names in fd order.
 func (in *Inherited) Names() []string { return append([]string(nil), in.names...) }
 
-// Listener returns the stream listener handed over under name. The caller
-// owns it; closing it closes only this worker's copy.
+// Listener returns the stream listener handed over under name. The
+// Inherited keeps ownership: its Close closes it (only this process's
+// copy; the socket stays open in the master and the other workers).
 func (in *Inherited) Listener(name string) (net.Listener, error) {
 	if ln, ok := in.lns[name]; ok {
 		return ln, nil

@@ -1,13 +1,12 @@
 //go:build linux
 
-package listener
+package sockets
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"os"
@@ -17,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
+	"github.com/preforkd/preforkd/listener"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +35,7 @@ func TestEnv(t *testing.T) {
 	for _, tt := range tests {
 		var socks []*Socket
 		for _, n := range tt.names {
-			socks = append(socks, &Socket{Spec: Spec{Name: n, Network: "tcp", Address: "127.0.0.1:0"}})
+			socks = append(socks, &Socket{Spec: listener.Spec{Name: n, Network: "tcp", Address: "127.0.0.1:0"}})
 		}
 		got := Env(socks)
 		if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {

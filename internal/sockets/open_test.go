@@ -1,11 +1,10 @@
 //go:build linux
 
-package listener
+package sockets
 
 import (
 	"errors"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,21 +13,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/preforkd/preforkd/internal/testutil"
+	"github.com/preforkd/preforkd/listener"
+
 	"golang.org/x/sys/unix"
 )
 
 var _ Fds = (*testutil.Fds)(nil)
 
-func mustParse(t *testing.T, in string) Spec {
+func mustParse(t *testing.T, in string) listener.Spec {
 	t.Helper()
-	sp, err := Parse(in)
+	sp, err := listener.Parse(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sp
 }
 
-func mustOpen(t *testing.T, fds Fds, specs ...Spec) []*Socket {
+func mustOpen(t *testing.T, fds Fds, specs ...listener.Spec) []*Socket {
 	t.Helper()
 	socks, err := Open(fds, specs)
 	if err != nil {
@@ -117,7 +119,7 @@ func fdInode(t *testing.T, fd int) string {
 func TestOpenNewSockets(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.sock")
-	specs := []Spec{
+	specs := []listener.Spec{
 		mustParse(t, "web=tcp://127.0.0.1:0"),
 		mustParse(t, "dns=udp://127.0.0.1:0"),
 		mustParse(t, "admin=unix://"+path),
@@ -323,7 +325,7 @@ func TestOpenLiveUnixSocketInUse(t *testing.T) {
 
 	fds := testutil.NewFds()
 	sp := mustParse(t, "admin=unix://"+path)
-	socks, err := Open(fds, []Spec{sp})
+	socks, err := Open(fds, []listener.Spec{sp})
 	if err == nil {
 		Close(socks)
 		t.Fatalf("Open over a live socket succeeded")
@@ -355,7 +357,7 @@ func TestOpenPortInUse(t *testing.T) {
 	}
 	defer busy.Close()
 	sp := mustParse(t, "web=tcp://"+busy.Addr().String())
-	socks, err := Open(testutil.NewFds(), []Spec{sp})
+	socks, err := Open(testutil.NewFds(), []listener.Spec{sp})
 	if err == nil {
 		Close(socks)
 		t.Fatalf("Open on a busy port succeeded")
@@ -384,7 +386,7 @@ func TestOpenFailureClosesEarlierSockets(t *testing.T) {
 
 	fds := testutil.NewFds()
 	bad := mustParse(t, "api=tcp://"+busy.Addr().String())
-	socks, err := Open(fds, []Spec{mustParse(t, "web=tcp://"+first), bad})
+	socks, err := Open(fds, []listener.Spec{mustParse(t, "web=tcp://"+first), bad})
 	if err == nil {
 		Close(socks)
 		t.Fatalf("Open succeeded with a busy second spec")
@@ -412,12 +414,12 @@ func TestOpenFailureClosesEarlierSockets(t *testing.T) {
 
 func TestOpenRejectsDuplicateNames(t *testing.T) {
 	fds := testutil.NewFds()
-	_, err := Open(fds, []Spec{
+	_, err := Open(fds, []listener.Spec{
 		mustParse(t, "web=tcp://127.0.0.1:0"),
 		mustParse(t, "web=udp://127.0.0.1:0"),
 	})
-	if !errors.Is(err, ErrSpec) {
-		t.Fatalf("Open with a duplicate name: %v, want ErrSpec", err)
+	if !errors.Is(err, listener.ErrSpec) {
+		t.Fatalf("Open with a duplicate name: %v, want listener.ErrSpec", err)
 	}
 	if added := fds.Added(); len(added) != 0 {
 		t.Errorf("Open bound sockets before rejecting the set: %q", added)
