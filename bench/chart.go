@@ -18,31 +18,8 @@ const (
 // left axis), failed requests per bucket (bars, right axis), and a marker
 // at every SIGHUP and SIGKILL. Hand-written SVG, no dependencies.
 func chartSVG(r *liveRun) string {
-	n := int(r.end/bucket) + 1
-	lat := make([][]time.Duration, n)
-	fail := make([]int, n)
-	for _, s := range r.samples {
-		i := int(s.start / bucket)
-		if i >= n {
-			continue
-		}
-		if s.ok {
-			lat[i] = append(lat[i], s.lat)
-		} else {
-			fail[i]++
-		}
-	}
-	p99 := make([]float64, n) // ms; 0 = no sample
-	p50 := make([]float64, n)
-	hiLat, hiFail := 1.0, 0
-	for i := range lat {
-		if len(lat[i]) > 0 {
-			p99[i] = float64(pctD(lat[i], 99)) / 1e6
-			p50[i] = float64(pctD(lat[i], 50)) / 1e6
-			hiLat = math.Max(hiLat, p99[i])
-		}
-		hiFail = max(hiFail, fail[i])
-	}
+	p99, p50, fail, hiLat, hiFail := buckets(r)
+	n := len(fail)
 	// Log axis from 0.1 ms to the decade above the slowest bucket.
 	loExp, hiExp := -1.0, math.Ceil(math.Log10(hiLat))
 	failTop := niceTop(hiFail)
@@ -63,17 +40,7 @@ func chartSVG(r *liveRun) string {
 		padL, len(r.upgrades), len(r.kills))
 	p(`<text x="%d" y="42" fill="#444">%d workers; %d keep-alive + %d fresh-connection clients at %.0f req/s each, never retrying; go run ./bench</text>`+"\n",
 		padL, r.workers, r.cfg.KeepAlive, r.cfg.Fresh, r.cfg.Rate)
-	// Legend.
-	lx := float64(padL)
-	p(`<line x1="%.0f" y1="64" x2="%.0f" y2="64" stroke="#1f5fbf" stroke-width="2"/><text x="%.0f" y="68">p99 latency (left, log)</text>`+"\n", lx, lx+24, lx+30)
-	lx += 180
-	p(`<line x1="%.0f" y1="64" x2="%.0f" y2="64" stroke="#9aa5b1" stroke-width="1.5"/><text x="%.0f" y="68">p50 latency</text>`+"\n", lx, lx+24, lx+30)
-	lx += 115
-	p(`<rect x="%.0f" y="58" width="14" height="12" fill="#d62728" fill-opacity="0.75"/><text x="%.0f" y="68">failed requests (right)</text>`+"\n", lx, lx+20)
-	lx += 175
-	p(`<line x1="%.0f" y1="58" x2="%.0f" y2="72" stroke="#2ca02c" stroke-width="2" stroke-dasharray="4,3"/><text x="%.0f" y="68">SIGHUP (upgrade)</text>`+"\n", lx, lx, lx+8)
-	lx += 135
-	p(`<line x1="%.0f" y1="58" x2="%.0f" y2="72" stroke="#ff7f0e" stroke-width="1.5"/><text x="%.0f" y="68">SIGKILL (worker)</text>`+"\n", lx, lx, lx+8)
+	chartLegend(p)
 	// Phases.
 	p(`<text x="%.1f" y="%d" fill="#555">upgrades</text>`+"\n", x(0)+4, padT-8)
 	p(`<text x="%.1f" y="%d" fill="#555">worker kills</text>`+"\n", x(r.crashFrom.Seconds())+4, padT-8)
@@ -121,6 +88,50 @@ func chartSVG(r *liveRun) string {
 	p(`<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="%s"/>`+"\n", points(p99, x, yLat))
 	p("</svg>\n")
 	return sb.String()
+}
+
+// buckets groups the samples by time: p99 and p50 latency in ms (0: no
+// sample) and failures per bucket, and the largest of each.
+func buckets(r *liveRun) (p99, p50 []float64, fail []int, hiLat float64, hiFail int) {
+	n := int(r.end/bucket) + 1
+	lat := make([][]time.Duration, n)
+	fail = make([]int, n)
+	for _, s := range r.samples {
+		i := int(s.start / bucket)
+		if i >= n {
+			continue
+		}
+		if s.ok {
+			lat[i] = append(lat[i], s.lat)
+		} else {
+			fail[i]++
+		}
+	}
+	p99, p50 = make([]float64, n), make([]float64, n)
+	hiLat = 1.0
+	for i := range lat {
+		if len(lat[i]) > 0 {
+			p99[i] = float64(pctD(lat[i], 99)) / 1e6
+			p50[i] = float64(pctD(lat[i], 50)) / 1e6
+			hiLat = math.Max(hiLat, p99[i])
+		}
+		hiFail = max(hiFail, fail[i])
+	}
+	return p99, p50, fail, hiLat, hiFail
+}
+
+// chartLegend draws the legend line.
+func chartLegend(p func(format string, a ...any)) {
+	lx := float64(padL)
+	p(`<line x1="%.0f" y1="64" x2="%.0f" y2="64" stroke="#1f5fbf" stroke-width="2"/><text x="%.0f" y="68">p99 latency (left, log)</text>`+"\n", lx, lx+24, lx+30)
+	lx += 180
+	p(`<line x1="%.0f" y1="64" x2="%.0f" y2="64" stroke="#9aa5b1" stroke-width="1.5"/><text x="%.0f" y="68">p50 latency</text>`+"\n", lx, lx+24, lx+30)
+	lx += 115
+	p(`<rect x="%.0f" y="58" width="14" height="12" fill="#d62728" fill-opacity="0.75"/><text x="%.0f" y="68">failed requests (right)</text>`+"\n", lx, lx+20)
+	lx += 175
+	p(`<line x1="%.0f" y1="58" x2="%.0f" y2="72" stroke="#2ca02c" stroke-width="2" stroke-dasharray="4,3"/><text x="%.0f" y="68">SIGHUP (upgrade)</text>`+"\n", lx, lx, lx+8)
+	lx += 135
+	p(`<line x1="%.0f" y1="58" x2="%.0f" y2="72" stroke="#ff7f0e" stroke-width="1.5"/><text x="%.0f" y="68">SIGKILL (worker)</text>`+"\n", lx, lx, lx+8)
 }
 
 // points is a polyline through the buckets that had samples (at their

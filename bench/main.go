@@ -79,14 +79,7 @@ func run() error {
 	// temporary directory (state files included) removed.
 	cleanup := func() { p.killAll(); os.RemoveAll(tmp) }
 	defer cleanup()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sigs
-		fmt.Fprintf(os.Stderr, "bench: %v: stopping everything it started\n", s)
-		cleanup()
-		os.Exit(130)
-	}()
+	stopOnSignal(cleanup)
 
 	res := &results{machine: describeMachine(), root: root, took: map[string]time.Duration{}, quick: *quick}
 	cpu0 := readCPU()
@@ -120,7 +113,12 @@ func run() error {
 	res.total = time.Since(b.began)
 	p.killAll()
 	res.cpu = readCPU().since(cpu0, res.total)
-	outPath, chartPath := inRoot(root, *out), inRoot(root, *chart)
+	return b.write(res, *out, *chart)
+}
+
+// write writes the report and, when section 2 ran, the chart.
+func (b *bench) write(res *results, out, chart string) error {
+	outPath, chartPath := inRoot(b.root, out), inRoot(b.root, chart)
 	if res.live != nil {
 		if err := os.WriteFile(chartPath, []byte(chartSVG(res.live)), 0o644); err != nil {
 			return err
@@ -134,8 +132,21 @@ func run() error {
 	if err := os.WriteFile(outPath, []byte(renderReport(res, filepath.ToSlash(link))), 0o644); err != nil {
 		return err
 	}
-	b.logf("wrote %s and %s in %v", *out, *chart, res.total.Round(time.Second))
+	b.logf("wrote %s and %s in %v", out, chart, res.total.Round(time.Second))
 	return nil
+}
+
+// stopOnSignal runs cleanup and exits on SIGINT or SIGTERM, so that ^C
+// leaves no process behind.
+func stopOnSignal(cleanup func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "bench: %v: stopping everything it started\n", s)
+		cleanup()
+		os.Exit(130)
+	}()
 }
 
 // inRoot resolves a path given on the command line against the module root.

@@ -82,22 +82,7 @@ func (b *bench) runThroughput() (*throughput, error) {
 			return nil, err
 		}
 	}
-	plain := func(bin string, args ...string) (string, error) {
-		port, err := freePort()
-		if err != nil {
-			return "", err
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := startPlain(b.p, b.tmp, b.bins[bin], port, append([]string{"-addr", addr}, args...)...); err != nil {
-			return "", err
-		}
-		return "http://" + addr + "/", nil
-	}
-	portOf := func(url string) int {
-		var port int
-		fmt.Sscanf(url, "http://127.0.0.1:%d/", &port)
-		return port
-	}
+	plain := b.plain
 	single, err := plain("single")
 	if err != nil {
 		return nil, err
@@ -125,9 +110,14 @@ func (b *bench) runThroughput() (*throughput, error) {
 	for _, e := range t.engines {
 		e.port = portOf(e.url)
 	}
+	return t, b.throughputTurns(t)
+}
+
+// throughputTurns runs wrk against every engine, turn after turn,
+// alternating within each group (net/http, fasthttp): forwards, then
+// backwards.
+func (b *bench) throughputTurns(t *throughput) error {
 	for turn := 0; turn < t.turns; turn++ {
-		// Alternate within each group (net/http, fasthttp): forwards, then
-		// backwards.
 		var order []int
 		for _, g := range [][]int{{0, 1, 2}, seq(3, len(t.engines))} {
 			if turn%2 == 1 {
@@ -138,17 +128,38 @@ func (b *bench) runThroughput() (*throughput, error) {
 		for _, i := range order {
 			e := t.engines[i]
 			if _, err := runWrk(b.p, 0, 0, wrkArgs(t.threads, t.conns, t.warm, e.url)...); err != nil {
-				return nil, err
+				return err
 			}
 			r, err := runWrk(b.p, e.port, t.dur, wrkArgs(t.threads, t.conns, t.dur, e.url)...)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			e.runs = append(e.runs, r)
 			b.logf("  turn %d %s: %.0f req/s, p99 %v, connections per process %v", turn+1, e.key, r.ReqPerSec, r.P99, r.Split)
 		}
 	}
-	return t, nil
+	return nil
+}
+
+// plain starts a comparison server (not a preforkd) on a free port and
+// returns its URL.
+func (b *bench) plain(bin string, args ...string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := startPlain(b.p, b.tmp, b.bins[bin], port, append([]string{"-addr", addr}, args...)...); err != nil {
+		return "", err
+	}
+	return "http://" + addr + "/", nil
+}
+
+// portOf is the port of a http://127.0.0.1:PORT/ URL.
+func portOf(url string) int {
+	var port int
+	fmt.Sscanf(url, "http://127.0.0.1:%d/", &port)
+	return port
 }
 
 // seq is from, from+1, …, to-1.
@@ -224,7 +235,13 @@ func (e *engine) spread() float64 {
 }
 
 func (r *report) throughput(t *throughput) {
-	a, b, bi, c, c1, d := t.engine("a"), t.engine("b"), t.engine("b+"), t.engine("c"), t.engine("c1"), t.engine("d")
+	r.throughputSplits(t, r.throughputTable(t))
+	r.throughputGoals(t)
+}
+
+// throughputTable is §1's table of servers and turns; it reports whether
+// some turn of a 2-worker server had its connections on one worker.
+func (r *report) throughputTable(t *throughput) (lopsided bool) {
 	r.p("\n## 1. Throughput and p99 latency\n\n")
 	r.p("Load: `wrk -t%d -c%d --latency`, %v warm-up then %v, %d turns per server, alternated within each group (a b b+, c … d, then backwards); the figures are the medians of the turns. ",
 		t.threads, t.conns, t.warm, t.dur, t.turns)
@@ -232,7 +249,6 @@ func (r *report) throughput(t *throughput) {
 	r.p("All the servers run side by side for the whole section (the idle ones cost nothing measurable) and answer the same line (`preforkd demo worker=… pid=… generation=1 version=v1`). ")
 	r.p("Rows marked diagnostic are not goals: they explain the ratios. The processes column is measured (a worker's environment), not assumed.\n\n")
 	r.p("| | server | processes × GOMAXPROCS | req/s | p99 | req/s per turn (wrk's connections per process) | spread |\n|---|---|---|---|---|---|---|\n")
-	lopsided := false
 	for _, e := range t.engines {
 		var turns []string
 		for _, x := range e.runs {
@@ -247,9 +263,11 @@ func (r *report) throughput(t *throughput) {
 		}
 		r.p("| %s | %s | %s | %s | %s | %s | %.0f%% |\n", e.key, e.name, e.procs, fmtN(int64(e.reqs())), fmtD(e.p99()), strings.Join(turns, ", "), 100*e.spread())
 	}
-	rr := func(x, y *engine) float64 { return ratio(x.reqs(), y.reqs()) }
-	rp := func(x, y *engine) float64 { return ratio(float64(x.p99()), float64(y.p99())) }
-	ab, cd := rr(a, b), rr(c, d)
+	return lopsided
+}
+
+// throughputSplits explains the spread and how wrk's connections landed.
+func (r *report) throughputSplits(t *throughput, lopsided bool) {
 	r.p("\nSpread is (max − min) ÷ median of the turns: how much this machine moved during the section. ")
 	r.p("The connections per process are sampled from /proc/net/tcp halfway through each turn: with one shared accept queue, wrk's %d connections, opened at once, land wherever the accepting processes happen to be.", t.conns)
 	if lopsided {
@@ -275,6 +293,14 @@ func (r *report) throughput(t *throughput) {
 		}
 	}
 	r.p("\n\n")
+}
+
+// throughputGoals is §1's ratios and the verdicts on them.
+func (r *report) throughputGoals(t *throughput) {
+	a, b, bi, c, c1, d := t.engine("a"), t.engine("b"), t.engine("b+"), t.engine("c"), t.engine("c1"), t.engine("d")
+	rr := func(x, y *engine) float64 { return ratio(x.reqs(), y.reqs()) }
+	rp := func(x, y *engine) float64 { return ratio(float64(x.p99()), float64(y.p99())) }
+	ab, cd := rr(a, b), rr(c, d)
 	r.p("| ratio | req/s | p99 |\n|---|---|---|\n")
 	r.p("| **a/b** preforkd net/http ÷ one net/http process | **%.2f×** | %.2f× |\n", ab, rp(a, b))
 	r.p("| **c/d** preforkd fasthttp ÷ fasthttp prefork | **%.2f×** | %.2f× |\n", cd, rp(c, d))

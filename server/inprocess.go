@@ -35,44 +35,16 @@ func RunInProcess(ctx context.Context, cfg master.Config, opts worker.Options, a
 	if opts.Registry == nil {
 		opts.Registry = metrics.NewWorkerRegistry()
 	}
-	lns := map[string]net.Listener{}
-	closeAll := func() {
+	lns, err := listenAll(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	state, err := loadLocalState(cfg.LoadState)
+	if err != nil {
 		for _, l := range lns {
 			l.Close()
 		}
-	}
-	specs := cfg.Listen
-	if len(specs) == 0 {
-		sp, err := listener.Parse(defaultListen)
-		if err != nil {
-			return err
-		}
-		specs = []listener.Spec{sp}
-	}
-	for _, sp := range specs {
-		if sp.Packet() {
-			closeAll()
-			return fmt.Errorf("-listen %s: datagram sockets are not supported in development mode", sp)
-		}
-		l, err := net.Listen(sp.Network, sp.Address)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("-listen %s: %w", sp, err)
-		}
-		lns[sp.Name] = l
-	}
-	var state []byte
-	if cfg.LoadState != nil {
-		r, err := cfg.LoadState()
-		if err != nil {
-			closeAll()
-			return err
-		}
-		defer r.Close()
-		if state, err = readRegion(r); err != nil {
-			closeAll()
-			return err
-		}
+		return err
 	}
 	w := worker.NewLocal(opts, worker.Local{Listeners: lns, State: state, Grace: cfg.Grace})
 	defer w.Close()
@@ -81,11 +53,55 @@ func RunInProcess(ctx context.Context, cfg master.Config, opts worker.Options, a
 	}
 	stop := context.AfterFunc(ctx, func() { w.Close() })
 	defer stop()
-	err := runApp(w, app)
+	err = runApp(w, app)
 	if errors.Is(err, ErrNotReady) && ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// listenAll opens the stream listeners of specs (master.Config's default
+// when there are none) here, or none of them.
+func listenAll(specs []listener.Spec) (map[string]net.Listener, error) {
+	if len(specs) == 0 {
+		sp, err := listener.Parse(defaultListen)
+		if err != nil {
+			return nil, err
+		}
+		specs = []listener.Spec{sp}
+	}
+	lns := map[string]net.Listener{}
+	for _, sp := range specs {
+		var err error
+		var l net.Listener
+		if sp.Packet() {
+			err = fmt.Errorf("-listen %s: datagram sockets are not supported in development mode", sp)
+		} else if l, err = net.Listen(sp.Network, sp.Address); err != nil {
+			err = fmt.Errorf("-listen %s: %w", sp, err)
+		}
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		lns[sp.Name] = l
+	}
+	return lns, nil
+}
+
+// loadLocalState runs the master's LoadState and reads the region into
+// memory; nil without one.
+func loadLocalState(load func() (master.Region, error)) ([]byte, error) {
+	if load == nil {
+		return nil, nil
+	}
+	r, err := load()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return readRegion(r)
 }
 
 // defaultListen is master.Config's default Listen.

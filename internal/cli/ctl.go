@@ -48,23 +48,7 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 	}}
 	switch cmd := rest[0]; cmd {
 	case "status":
-		sf := flag.NewFlagSet("status", flag.ContinueOnError)
-		sf.SetOutput(io.Discard)
-		asJSON := sf.Bool("json", false, "print JSON")
-		if err := sf.Parse(rest[1:]); err != nil {
-			return usageError{fmt.Errorf("ctl status: %v", err)}
-		}
-		var st master.Status
-		body, err := c.do("GET", "/status", &st)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			_, err = stdout.Write(body)
-			return err
-		}
-		printStatus(stdout, st)
-		return nil
+		return c.status(rest[1:], stdout)
 	case "reload", "restart", "stop":
 		var res ctlResult
 		if _, err := c.do("POST", "/"+cmd, &res); err != nil {
@@ -88,6 +72,27 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 	default:
 		return usageError{fmt.Errorf("ctl: unknown command %q (want status, reload, restart, scale or stop)", cmd)}
 	}
+}
+
+// status is "ctl status [-json]".
+func (c *ctlClient) status(args []string, stdout io.Writer) error {
+	sf := flag.NewFlagSet("status", flag.ContinueOnError)
+	sf.SetOutput(io.Discard)
+	asJSON := sf.Bool("json", false, "print JSON")
+	if err := sf.Parse(args); err != nil {
+		return usageError{fmt.Errorf("ctl status: %v", err)}
+	}
+	var st master.Status
+	body, err := c.do("GET", "/status", &st)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err = stdout.Write(body)
+		return err
+	}
+	printStatus(stdout, st)
+	return nil
 }
 
 type ctlResult struct {
