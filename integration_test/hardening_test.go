@@ -125,3 +125,29 @@ func TestIdleMetricsConnectionsDoNotStarveSupervision(t *testing.T) {
 		return err == nil && code == 200
 	})
 }
+
+// When the master is killed, its workers drain: a request in flight still
+// gets its answer, although the workers' stderr (a pipe the master read)
+// is gone and the drain's log line cannot be written.
+func TestMasterKilledWorkersStillDrain(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 1})
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, err := get(fresh(), m.URL("/sleep?ms=800"))
+		done <- result{code, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the request is in the worker
+	syscall.Kill(m.PID(), syscall.SIGKILL)
+	select {
+	case r := <-done:
+		if r.err != nil || r.code != 200 {
+			t.Errorf("the request in flight when the master died: %d %v, want 200", r.code, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request in flight never finished")
+	}
+}

@@ -52,6 +52,12 @@ func New(opts Options) (*Worker, error) {
 		// recycle at once.
 		w.maxReqs = n + rand.IntN(n/10+1)
 	}
+	// The master reads the worker's stderr through a pipe (it keeps the
+	// last line for a failed start's message). Once the master is gone a
+	// write to it would kill a Go program by SIGPIPE — in the middle of
+	// the drain that the master's death starts. Ignored, the write just
+	// fails.
+	signal.Ignore(unix.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
 	w.stop = func() { signal.Stop(sigs) }
