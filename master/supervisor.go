@@ -258,32 +258,6 @@ func (s *supervisor) onNote(ev noteEvent) {
 	}
 }
 
-// failStart ends a start that cannot succeed: no worker has ever been
-// ready, and slot sl's workers died early startAttempts times. Systemd and
-// gunicorn fail such a service too, so that the failure shows; once any
-// worker has been ready the supervisor never gives up.
-func (s *supervisor) failStart(sl *slot, w *worker, status, lastLine string) {
-	msg := fmt.Sprintf("the start failed: the workers of slot %d died %d times before any worker was ever ready (last: pid %d %s", sl.index, sl.failures, w.pid, status)
-	if lastLine != "" {
-		msg += fmt.Sprintf("; its last line: %q", lastLine)
-	}
-	msg += ")"
-	if w.killReason == "start-timeout" {
-		msg += "; " + s.readyHint()
-	}
-	s.err = errors.New(msg)
-	s.log.Error(msg)
-	s.stop(false) // no worker ever served: nothing to drain
-}
-
-// readyHint says how a worker becomes ready.
-func (s *supervisor) readyHint() string {
-	if s.cfg.external {
-		return "the command must send READY=1 to $NOTIFY_SOCKET (sd_notify), or set -ready-delay"
-	}
-	return "call w.Ready() (or serve with server.ServeHTTP or server.Serve)"
-}
-
 func (s *supervisor) markReady(w *worker, now time.Time) {
 	s.everReady = true
 	w.state = ready
@@ -314,34 +288,6 @@ func (s *supervisor) markReady(w *worker, now time.Time) {
 		s.rollNext()
 	}
 	s.checkFirst()
-}
-
-// carryRestarts continues the restart counters of the previous master
-// (call before run).
-func (s *supervisor) carryRestarts(rs []restartCount) {
-	for _, r := range rs {
-		s.stats.restarts[restartKey{r.Slot, r.Reason}] += r.N
-	}
-}
-
-// restartCounts copies the restart counters, to hand them to a new master.
-func (s *supervisor) restartCounts() []restartCount {
-	out := make([]restartCount, 0, len(s.stats.restarts))
-	for k, v := range s.stats.restarts {
-		out = append(out, restartCount{Slot: k.slot, Reason: k.reason, N: v})
-	}
-	return out
-}
-
-// readyCount is the number of slots whose current worker is ready.
-func (s *supervisor) readyCount() int {
-	n := 0
-	for _, sl := range s.slots {
-		if sl.cur != nil && sl.cur.state == ready {
-			n++
-		}
-	}
-	return n
 }
 
 func (s *supervisor) checkFirst() {
