@@ -7,20 +7,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -31,26 +30,16 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	// The new master of an upgrade outlives the old one: as a subreaper the
-	// test becomes its parent, so that it can end and reap it.
-	if err := testutil.BecomeSubreaper(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	var builds []testutil.Build
+	for _, ex := range []string{"http", "grpc", "tcp", "state", "metrics"} {
+		builds = append(builds, testutil.Build{Out: ex, Pkg: "./" + ex})
 	}
-	dir, err := os.MkdirTemp("", "preforkd-examples-")
+	dir, err := testutil.Prepare("preforkd-examples-", builds...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, ex := range []string{"http", "grpc", "tcp", "state", "metrics"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, ex), "./"+ex).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", ex, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -58,13 +47,10 @@ func TestMain(m *testing.M) {
 
 // app is one example running as a user runs it.
 type app struct {
+	*testutil.Process
 	t       *testing.T
 	addr    string // the app's listener
 	metrics string
-	pidfile string
-	cmd     *exec.Cmd
-	log     *testutil.SyncBuffer
-	exited  chan struct{}
 }
 
 // start runs example ex with 2 workers on a fresh loopback port, its
@@ -73,68 +59,24 @@ type app struct {
 func start(t *testing.T, ex, name string) *app {
 	t.Helper()
 	dir := t.TempDir()
-	exe := filepath.Join(dir, ex)
-	b, err := os.ReadFile(filepath.Join(binDir, ex))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	a := &app{t: t, addr: testutil.FreeAddr(t), metrics: testutil.FreeAddr(t), pidfile: filepath.Join(dir, "pid"), log: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	a.cmd = exec.Command(exe, "-workers", "2", "-listen", name+"=tcp://"+a.addr, "-metrics", a.metrics,
-		"-control", filepath.Join(dir, "ctl.sock"), "-pidfile", a.pidfile, "-grace", "10s")
-	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(a.cleanup)
-	testutil.WaitFor(t, 30*time.Second, ex+" serving", func() bool { return a.pid() > 0 })
+	a := &app{t: t, addr: testutil.FreeAddr(t), metrics: testutil.FreeAddr(t)}
+	pidfile := filepath.Join(dir, "pid")
+	a.Process = testutil.Start(t, testutil.Launch{Exe: filepath.Join(binDir, ex), Dir: dir, PIDFile: pidfile,
+		Args: []string{"-workers", "2", "-listen", name + "=tcp://" + a.addr, "-metrics", a.metrics,
+			"-control", filepath.Join(dir, "ctl.sock"), "-pidfile", pidfile, "-grace", "10s"}})
+	a.WaitPIDFile(30 * time.Second)
 	return a
-}
-
-// pid is the current master's pid, from the pid file (0: none yet).
-func (a *app) pid() int {
-	b, err := os.ReadFile(a.pidfile)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
-func (a *app) cleanup() {
-	for _, pid := range testutil.Descendants(os.Getpid()) {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	select {
-	case <-a.exited:
-	case <-time.After(10 * time.Second):
-	}
-	reap()
-	if a.t.Failed() {
-		a.t.Logf("log:\n%s", a.log)
-	}
 }
 
 // stop sends SIGTERM to the current master and checks that it exits and
 // that nothing it started is left.
 func (a *app) stop() {
 	a.t.Helper()
-	pid := a.pid()
+	pid := a.PID()
 	syscall.Kill(pid, syscall.SIGTERM)
-	testutil.WaitFor(a.t, 20*time.Second, "the master to exit", func() bool { reap(); return !testutil.Alive(pid) })
-	testutil.WaitFor(a.t, 10*time.Second, "nothing left", func() bool { reap(); return len(testutil.Live(testutil.Descendants(os.Getpid()))) == 0 })
+	testutil.WaitFor(a.t, 20*time.Second, "the master to exit", func() bool { testutil.Reap(); return !testutil.Alive(pid) })
+	testutil.WaitFor(a.t, 10*time.Second, "nothing left", func() bool { testutil.Reap(); return len(testutil.Live(testutil.Descendants(os.Getpid()))) == 0 })
 }
-
-// started are the pids the test started through exec.Cmd (whose Wait
-// reaps them); other children are masters an upgrade started.
-var started sync.Map
-
-func ours(pid int) bool { _, ok := started.Load(pid); return ok }
-
-func reap() { testutil.ReapOrphans(ours) }
 
 // underUpgrade runs call in a loop (bounded: 30 s) while it sends SIGHUP,
 // until call reports generation 2; it returns the ok and failed counts.
@@ -161,7 +103,7 @@ func underUpgrade(t *testing.T, a *app, call func() (gen int, err error)) (ok, f
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	syscall.Kill(a.pid(), syscall.SIGHUP)
+	syscall.Kill(a.PID(), syscall.SIGHUP)
 	testutil.WaitFor(t, 30*time.Second, "generation 2 answering", func() bool {
 		gen, err := call()
 		return err == nil && gen == 2
@@ -177,7 +119,6 @@ func underUpgrade(t *testing.T, a *app, call func() (gen int, err error)) (ok, f
 
 func TestHTTPExampleUpgrade(t *testing.T) {
 	a := start(t, "http", "http")
-	started.Store(a.cmd.Process.Pid, true)
 	c := &http.Client{Timeout: 5 * time.Second}
 	call := func() (int, error) {
 		resp, err := c.Get("http://" + a.addr + "/")
@@ -210,7 +151,6 @@ func TestHTTPExampleUpgrade(t *testing.T) {
 
 func TestGRPCExampleUpgrade(t *testing.T) {
 	a := start(t, "grpc", "grpc")
-	started.Store(a.cmd.Process.Pid, true)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +184,6 @@ func TestGRPCExampleUpgrade(t *testing.T) {
 
 func TestTCPExample(t *testing.T) {
 	a := start(t, "tcp", "tcp")
-	started.Store(a.cmd.Process.Pid, true)
 	c, err := net.DialTimeout("tcp", a.addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +214,6 @@ func get(t *testing.T, url string) string {
 
 func TestStateExample(t *testing.T) {
 	a := start(t, "state", "http")
-	started.Store(a.cmd.Process.Pid, true)
 	if got := get(t, "http://"+a.addr+"/kv/status/418"); got != "I'm a teapot\n" {
 		t.Errorf("status/418: %q", got)
 	}
@@ -284,7 +222,6 @@ func TestStateExample(t *testing.T) {
 
 func TestMetricsExample(t *testing.T) {
 	a := start(t, "metrics", "http")
-	started.Store(a.cmd.Process.Pid, true)
 	answer := get(t, "http://"+a.addr+"/hello/ann")
 	var slot int
 	if _, err := fmt.Sscanf(answer, "hello, ann (worker %d)", &slot); err != nil {

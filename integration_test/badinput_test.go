@@ -5,7 +5,6 @@ package integration
 import (
 	"errors"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 )
 
 // runPreforkd runs the v1 build to completion and returns its output and

@@ -5,7 +5,6 @@ package integration
 import (
 	"bufio"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,12 +103,12 @@ func TestChaos(t *testing.T) {
 		case 6:
 			if rng.IntN(3) == 0 {
 				before := len(logLines(m.Log.String(), "upgrade failed"))
-				copyFile(t, broken, m.Exe)
+				testutil.CopyFile(t, broken, m.Exe)
 				m.Signal(unix.SIGHUP)
 				testutil.WaitFor(t, 20*time.Second, "bad upgrade to fail or be refused", func() bool {
 					return len(logLines(m.Log.String(), "upgrade failed"))+len(logLines(m.Log.String(), "upgrade refused")) > before
 				})
-				copyFile(t, bin(version), m.Exe)
+				testutil.CopyFile(t, bin(version), m.Exe)
 				badUpgrades++
 			} else if st.Generation > 0 {
 				version = map[string]string{"v1": "v2", "v2": "v1"}[version]

@@ -4,12 +4,13 @@ package integration
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 )
@@ -300,7 +301,7 @@ func TestStaleControlSocket(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 1})
 	m.Signal(unix.SIGKILL)
 	m.Wait(5 * time.Second)
-	m.cleanup()
+	m.KillAll()
 	m2 := startMaster(t, Opts{Workers: 1, Control: m.Control})
 	st := m2.WaitWorkers(1, 20*time.Second)
 	if st.PID != m2.Cmd.Process.Pid {

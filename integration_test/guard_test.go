@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 )
 
 // A start that cannot succeed fails: the workers die before ever being
@@ -52,7 +53,7 @@ func TestReadyOnceThenCrashesNeverGivesUp(t *testing.T) {
 		return len(logLines(m.Log.String(), "exited early")) >= 6
 	})
 	select {
-	case <-m.exited:
+	case <-m.Exited():
 		t.Fatalf("the master gave up after its workers had been ready\n%s", m.Log)
 	default:
 	}

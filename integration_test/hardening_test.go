@@ -4,7 +4,6 @@ package integration
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 )
 
 // A master that was itself stopped (SIGSTOP, a paused VM) for longer than

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,7 +84,7 @@ func TestCtl(t *testing.T) {
 		}
 	}
 	oldMaster := m.PID()
-	copyFile(t, bin("v2"), m.Exe)
+	testutil.CopyFile(t, bin("v2"), m.Exe)
 	if out, code := m.ctl(t, "reload"); code != 0 || !strings.Contains(out, "reload: ok") {
 		t.Fatalf("ctl reload: exit %d: %s", code, out)
 	}
@@ -113,7 +114,7 @@ func TestCtl(t *testing.T) {
 	uid, _ := strconv.Atoi(nobody.Uid)
 	gid, _ := strconv.Atoi(nobody.Gid)
 	exe := filepath.Join(pub, "preforkd")
-	copyFile(t, bin("v1"), exe)
+	testutil.CopyFile(t, bin("v1"), exe)
 	cmd := exec.Command(exe, "ctl", "-control", m.Control, "status")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	nout, err := cmd.CombinedOutput()

@@ -6,21 +6,19 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -30,27 +28,14 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	// Orphaned masters (the new master of an upgrade, once the old one
-	// exits) become our children, so tests can reap and count them.
-	if err := testutil.BecomeSubreaper(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	dir, err := os.MkdirTemp("", "preforkd-it-")
+	dir, err := testutil.Prepare("preforkd-it-",
+		testutil.Build{Out: "preforkd-v1", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v1"},
+		testutil.Build{Out: "preforkd-v2", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v2"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, v := range []string{"v1", "v2"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "preforkd-"+v), "-ldflags", "-X main.version="+v, "../cmd/preforkd")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build:", err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	if code == 0 {
@@ -68,17 +53,13 @@ func bin(version string) string { return filepath.Join(binDir, "preforkd-"+versi
 
 // Master is a running preforkd master started by a test.
 type Master struct {
+	*testutil.Process
 	t       testing.TB
-	Cmd     *exec.Cmd
 	Dir     string
-	Exe     string // path the master was started from (upgrades replace it)
 	Port    int
 	Metrics int
 	Control string
 	PIDFile string
-	Log     *testutil.SyncBuffer
-	exited  chan struct{} // closed when the first master has been reaped
-	err     error         // its Wait error, once exited is closed
 }
 
 // Opts configure startMaster.
@@ -105,19 +86,14 @@ func startMaster(t testing.TB, o Opts) *Master {
 	if o.Workers == 0 {
 		o.Workers = 2
 	}
+	if o.Exe == "" {
+		o.Exe = bin(o.Version)
+	}
 	dir := t.TempDir()
 	m := &Master{t: t, Dir: dir, Port: testutil.FreePort(t), Metrics: testutil.FreePort(t), Control: filepath.Join(dir, "ctl.sock"),
-		PIDFile: filepath.Join(dir, "preforkd.pid"), Log: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	// The master runs from a path of its own, so that an upgrade can
-	// rename a new build over it.
+		PIDFile: filepath.Join(dir, "preforkd.pid")}
 	if o.Control != "" {
 		m.Control = o.Control
-	}
-	m.Exe = filepath.Join(dir, "preforkd")
-	if o.Exe != "" {
-		copyFile(t, o.Exe, m.Exe)
-	} else {
-		copyFile(t, bin(o.Version), m.Exe)
 	}
 	args := []string{
 		"-workers", strconv.Itoa(o.Workers),
@@ -129,60 +105,18 @@ func startMaster(t testing.TB, o Opts) *Master {
 	if len(o.Command) > 0 {
 		args = append(append(args, "--"), o.Command...)
 	}
-	if len(o.Wrapper) > 0 {
-		m.Cmd = exec.Command(o.Wrapper[0], append(append(append([]string{}, o.Wrapper[1:]...), m.Exe), args...)...)
-	} else {
-		m.Cmd = exec.Command(m.Exe, args...)
-	}
-	m.Cmd.Dir = dir
-	m.Cmd.Stdout, m.Cmd.Stderr = m.Log, m.Log
-	m.Cmd.Env = append(os.Environ(), o.Env...)
-	if err := m.Cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	markCmdChild(m.Cmd.Process.Pid)
-	go func() { m.err = m.Cmd.Wait(); close(m.exited) }()
-	t.Cleanup(m.cleanup)
+	m.Process = testutil.Start(t, testutil.Launch{Exe: o.Exe, Name: "preforkd", Dir: dir, Args: args, Env: o.Env,
+		Wrapper: o.Wrapper, PIDFile: m.PIDFile})
 	if !o.NoWait {
 		m.WaitReady(30 * time.Second)
 	}
 	return m
 }
 
-func copyFile(t testing.TB, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := to + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, to); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // WaitReady waits until the pid file names a live master.
-func (m *Master) WaitReady(d time.Duration) int {
-	m.t.Helper()
-	var pid int
-	testutil.WaitFor(m.t, d, "master ready (pid file)", func() bool {
-		pid = m.filePID()
-		return pid > 0 && testutil.Alive(pid)
-	})
-	return pid
-}
+func (m *Master) WaitReady(d time.Duration) int { return m.WaitPIDFile(d) }
 
-func (m *Master) filePID() int {
-	b, err := os.ReadFile(m.PIDFile)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
+func (m *Master) filePID() int { return m.Process.PID() }
 
 // PID is the current master's pid (after upgrades, the newest one).
 func (m *Master) PID() int {
@@ -198,27 +132,6 @@ func (m *Master) Signal(sig syscall.Signal) {
 	if err := unix.Kill(m.PID(), sig); err != nil {
 		m.t.Fatalf("signal master: %v", err)
 	}
-}
-
-// Wait waits for the first master process to exit and returns its exit
-// code (-1 when killed by a signal).
-func (m *Master) Wait(d time.Duration) int {
-	m.t.Helper()
-	select {
-	case <-m.exited:
-		err := m.err
-		if err == nil {
-			return 0
-		}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		m.t.Fatalf("wait: %v", err)
-	case <-time.After(d):
-		m.t.Fatalf("master did not exit within %v\n%s", d, m.Log)
-	}
-	return 0
 }
 
 // URL is the demo's address.
@@ -322,43 +235,12 @@ func (m *Master) WaitWorkers(n int, d time.Duration) Status {
 	return st
 }
 
-// cleanup kills every process of this master's tree still alive, by pid.
-func (m *Master) cleanup() {
-	pids := testutil.Descendants(os.Getpid())
-	for _, pid := range pids {
-		unix.Kill(pid, unix.SIGKILL)
-	}
-	select {
-	case <-m.exited:
-	case <-time.After(10 * time.Second):
-	}
-	reapOrphans()
-	if m.t.Failed() {
-		m.t.Logf("master log:\n%s", m.Log)
-	}
-}
-
 // reapOrphans reaps children of the test process that are not started by
 // exec.Cmd (orphaned masters re-parented to us), without touching others.
-func reapOrphans() { testutil.ReapOrphans(isCmdChild) }
+func reapOrphans() { testutil.Reap() }
 
-// cmdChildren are pids started by tests through exec.Cmd (reaped by Wait).
-var (
-	cmdMu       sync.Mutex
-	cmdChildren = map[int]bool{}
-)
-
-func markCmdChild(pid int) {
-	cmdMu.Lock()
-	defer cmdMu.Unlock()
-	cmdChildren[pid] = true
-}
-
-func isCmdChild(pid int) bool {
-	cmdMu.Lock()
-	defer cmdMu.Unlock()
-	return cmdChildren[pid]
-}
+// markCmdChild records a pid a test started through exec.Cmd itself.
+func markCmdChild(pid int) { testutil.MarkStarted(pid) }
 
 // fresh is an HTTP client that opens a new connection for every request.
 func fresh() *http.Client {

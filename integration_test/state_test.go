@@ -5,13 +5,14 @@ package integration
 import (
 	"crypto/rand"
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 )

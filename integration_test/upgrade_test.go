@@ -4,7 +4,6 @@ package integration
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +28,7 @@ func (m *Master) Upgrade(version string, workers int) time.Duration {
 	m.t.Helper()
 	old := m.PID()
 	oldGen := m.Status().Generation
-	copyFile(m.t, bin(version), m.Exe)
+	testutil.CopyFile(m.t, bin(version), m.Exe)
 	began := time.Now()
 	m.Signal(unix.SIGHUP)
 	testutil.WaitFor(m.t, 30*time.Second, "the new master", func() bool { p := m.filePID(); return p != old && p > 0 })
@@ -228,7 +229,7 @@ func TestFailedUpgrades(t *testing.T) {
 		{"not executable", "#!/bin/sh\nexit 0\n", 0o644, "permission denied"},
 	}
 	good := filepath.Join(m.Dir, "good")
-	copyFile(t, m.Exe, good)
+	testutil.CopyFile(t, m.Exe, good)
 	for i, b := range bad {
 		tmp := filepath.Join(m.Dir, "bad.tmp")
 		if err := os.WriteFile(tmp, []byte(b.body), b.mode); err != nil {
@@ -262,7 +263,7 @@ func TestFailedUpgrades(t *testing.T) {
 	if code, _, err := get(fresh(), fmt.Sprintf("http://127.0.0.1:%d/metrics", m.Metrics)); err != nil || code != 200 {
 		t.Errorf("/metrics after failed upgrades: %d %v", code, err)
 	}
-	copyFile(t, bin("v2"), m.Exe)
+	testutil.CopyFile(t, bin("v2"), m.Exe)
 	began := time.Now()
 	m.Signal(unix.SIGHUP)
 	testutil.WaitFor(t, 30*time.Second, "good upgrade", func() bool { p := m.filePID(); return p != first && p > 0 })
@@ -282,7 +283,7 @@ func TestFailedUpgrades(t *testing.T) {
 // one master with its workers and no zombie.
 func TestSighupStorm(t *testing.T) {
 	m := startMaster(t, Opts{Workers: 2})
-	copyFile(t, bin("v2"), m.Exe)
+	testutil.CopyFile(t, bin("v2"), m.Exe)
 	for i := 0; i < 20; i++ {
 		if pid := m.PID(); testutil.Alive(pid) {
 			unix.Kill(pid, unix.SIGHUP)
@@ -432,7 +433,7 @@ func TestUpgradeAfterFailedOneUsesCurrentState(t *testing.T) {
 	defer conn.Close()
 	m := startMaster(t, Opts{Workers: 3, Env: []string{"NOTIFY_SOCKET=" + sock}})
 	os.WriteFile(filepath.Join(m.Dir, "broken"), []byte("#!/bin/sh\nexit 1\n"), 0o755)
-	copyFile(t, filepath.Join(m.Dir, "broken"), m.Exe)
+	testutil.CopyFile(t, filepath.Join(m.Dir, "broken"), m.Exe)
 	m.Signal(unix.SIGHUP)
 	testutil.WaitFor(t, 10*time.Second, "the failed upgrade", func() bool { return len(logLines(m.Log.String(), "upgrade failed")) == 1 })
 	m.Signal(unix.SIGTTOU)

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"fmt"
-	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 )
 
 // userMain is a user's whole program: server.Main with an app, one flag of
