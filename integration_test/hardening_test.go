@@ -3,9 +3,11 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -150,5 +152,50 @@ func TestMasterKilledWorkersStillDrain(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request in flight never finished")
+	}
+}
+
+// preforkd ctl refuses a control socket that another user serves: a local
+// user who bound the path first is not believed.
+func TestCtlRefusesImpostor(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the impostor runs as nobody")
+	}
+	// A directory nobody can reach and write (t.TempDir's parent is 0700).
+	dir, err := os.MkdirTemp("", "preforkd-impostor-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ctl.sock")
+	imp := exec.Command("/usr/bin/python3", "-c" /* Debian's: runnable by nobody */, `import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
+print("listening", flush=True)
+c,_=s.accept(); c.recv(4096)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+time.sleep(20)`, path)
+	imp.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr testutil.SyncBuffer
+	imp.Stderr = &stderr
+	out, err := imp.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := imp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	markCmdChild(imp.Process.Pid)
+	t.Cleanup(func() { imp.Process.Kill(); imp.Wait() })
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "listening\n" {
+		t.Fatalf("impostor did not start: %q\n%s", line, stderr.String())
+	}
+	got, code := runPreforkd(t, 10*time.Second, "ctl", "-control", path, "stop")
+	t.Logf("ctl stop against an impostor: exit %d: %s", code, strings.TrimSpace(got))
+	if code != 1 || !strings.Contains(got, "served by uid 65534") || strings.Contains(got, "stop: ok") {
+		t.Errorf("ctl believed the impostor: exit %d, %q", code, got)
 	}
 }

@@ -98,14 +98,17 @@ func (r *resources) openListeners(fds *tableflip.Fds, cfg *Config, hasParent boo
 		r.metrics = socks[0]
 	}
 	if cfg.Control != "off" {
+		// The socket is created with mode 0600 by the umask at bind: a
+		// chmod after bind would follow a symlink that another user swapped
+		// in meanwhile (in a directory they can write). The umask is the
+		// process's; the master starts no file-creating goroutine yet.
+		old := unix.Umask(0o177)
 		socks, err := sockets.Open(fds, []listener.Spec{{Name: "control", Network: "unix", Address: cfg.Control}})
+		unix.Umask(old)
 		if err != nil {
 			return fmt.Errorf("-control %s: %w", cfg.Control, errors.Unwrap(err))
 		}
 		r.control = socks[0]
-		if err := os.Chmod(cfg.Control, 0o600); err != nil {
-			return fmt.Errorf("-control %s: %w", cfg.Control, err)
-		}
 	}
 	return nil
 }

@@ -43,7 +43,15 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 		Timeout: *timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", *path)
+			conn, err := d.DialContext(ctx, "unix", *path)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkServer(conn, *path); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
 		}},
 	}}
 	switch cmd := rest[0]; cmd {
