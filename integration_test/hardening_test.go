@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/preforkd/preforkd/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // A master that was itself stopped (SIGSTOP, a paused VM) for longer than
@@ -197,5 +198,18 @@ time.sleep(20)`, path)
 	t.Logf("ctl stop against an impostor: exit %d: %s", code, strings.TrimSpace(got))
 	if code != 1 || !strings.Contains(got, "served by uid 65534") || strings.Contains(got, "stop: ok") {
 		t.Errorf("ctl believed the impostor: exit %d, %q", code, got)
+	}
+}
+
+// A FIFO as -state is refused at once (it used to hang with no output).
+func TestStateFIFORefused(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "state.fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runPreforkd(t, 10*time.Second, "-workers", "1", "-listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", testutil.FreePort(t)),
+		"-metrics", "off", "-control", "off", "-state", fifo)
+	if code != 2 || !strings.Contains(out, "-state") || !strings.Contains(out, "not a regular file") {
+		t.Errorf("-state FIFO: exit %d, %q; want exit 2 naming -state", code, out)
 	}
 }

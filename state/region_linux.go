@@ -53,9 +53,15 @@ func FromBytes(name string, data []byte) (*Region, error) {
 // The region is named after the file's base name. Errors name the path, as
 // in `state "/x/y": open /x/y: permission denied`.
 //
+// Only a regular file is accepted: it is opened without blocking and
+// checked on the open descriptor (a FIFO or a device is refused at once
+// instead of hanging or reading forever), and one larger than the memory
+// available now (MemAvailable) is refused with both sizes, before anything
+// is copied.
+//
 // It returns (region, nil) or (nil, err).
 func FromFile(path string) (*Region, error) {
-	src, err := os.Open(path)
+	src, err := openRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("state %q: %w", path, err)
 	}

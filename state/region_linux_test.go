@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -133,7 +134,7 @@ func TestFromFileErrors(t *testing.T) {
 		skip       bool
 	}{
 		{name: "missing", path: filepath.Join(dir, "missing"), is: fs.ErrNotExist, msg: "no such file or directory"},
-		{name: "directory", path: dir, msg: "is a directory"},
+		{name: "directory", path: dir, msg: "not a regular file (a directory)"},
 		// root reads any file: the directory case covers an unreadable file then.
 		{name: "no permission", path: unreadable, is: fs.ErrPermission, msg: "permission denied", skip: os.Geteuid() == 0},
 	}
@@ -310,5 +311,45 @@ func BenchmarkMapFd(b *testing.B) {
 			b.Fatal(err)
 		}
 		m.Close()
+	}
+}
+
+// FromFile refuses what is not a regular file at once (a FIFO would block
+// an ordinary open forever) and a file larger than the memory available.
+func TestFromFileRefusesFIFOAndHuge(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := FromFile(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO: %v, want a refusal", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("FromFile of a FIFO hangs")
+	}
+	avail, ok := memAvailable()
+	if !ok {
+		t.Fatal("no MemAvailable in /proc/meminfo")
+	}
+	huge := filepath.Join(dir, "huge")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(avail + 1<<30)); err != nil { // sparse: costs nothing
+		t.Fatal(err)
+	}
+	f.Close()
+	t0 := time.Now()
+	if _, err := FromFile(huge); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a %d-byte sparse file: %v, want ErrTooLarge", avail+1<<30, err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("the refusal took %v: it copied first", d)
 	}
 }

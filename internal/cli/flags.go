@@ -161,15 +161,19 @@ func (o *options) check() error {
 		o.cred = cred
 	}
 	if o.statePath != "" {
+		// Stat first: opening a FIFO would block until a writer comes.
+		fi, err := os.Stat(o.statePath)
+		if err != nil {
+			return fmt.Errorf("-state %q: %w", o.statePath, errors.Unwrap(err))
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("-state %q: not a regular file", o.statePath)
+		}
 		f, err := os.Open(o.statePath)
 		if err != nil {
 			return fmt.Errorf("-state %q: %w", o.statePath, errors.Unwrap(err))
 		}
-		fi, err := f.Stat()
 		f.Close()
-		if err == nil && !fi.Mode().IsRegular() {
-			return fmt.Errorf("-state %q: not a regular file", o.statePath)
-		}
 	}
 	return nil
 }
