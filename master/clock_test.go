@@ -47,6 +47,15 @@ func (c *fakeClock) advance(d time.Duration) {
 	}
 }
 
+// jump moves the clock forward without firing timers: the next event the
+// supervisor sees is one the test sends, as after a pause when queued
+// heartbeats are read before the late timer.
+func (c *fakeClock) jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 type fakeTimer struct {
 	clk   *fakeClock
 	c     chan time.Time

@@ -125,20 +125,25 @@ func (s *supervisor) run(ctx context.Context) {
 			due = armedAt.Add(time.Hour)
 			timer.Reset(time.Hour)
 		}
+		// The pause check runs at every wake-up, before the event: after a
+		// pause the queued heartbeats may be read before the late timer,
+		// and the pause must be seen (and the watch restarted) either way.
+		var handle func()
 		select {
 		case ev := <-s.exits:
-			s.onExit(ev)
+			handle = func() { s.onExit(ev) }
 		case ev := <-s.notes:
-			s.onNote(ev)
+			handle = func() { s.onNote(ev) }
 		case f := <-s.ops:
-			f()
+			handle = f
 		case <-timer.C():
-			s.checkPaused(due, armedAt)
-			s.onTimer()
+			handle = s.onTimer
 		case <-ctxDone:
 			ctxDone = nil
-			s.stop(true)
+			handle = func() { s.stop(true) }
 		}
+		s.checkPaused(due, armedAt)
+		handle()
 	}
 }
 

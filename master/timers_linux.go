@@ -105,10 +105,12 @@ func (s *supervisor) checkRSS() {
 }
 
 // checkPaused restarts the heartbeat watch when the master itself did not
-// run for a while (SIGSTOP, a paused VM, a starved host): its timer, armed
-// at armedAt for due, fired more than half a heartbeat late. The workers'
-// beats could not be read meanwhile, so their silence says nothing; without
-// this, every healthy worker would be killed on resume.
+// run for a while (SIGSTOP, a paused VM, a starved host): it woke, for
+// whatever event, more than half a heartbeat after its timer (armed at
+// armedAt for due) was due. The workers' beats could not be read meanwhile,
+// so their silence says nothing; without this, every healthy worker would
+// be killed on resume. It runs before the event that woke the loop, because
+// after a pause the queued heartbeats are often read before the timer.
 func (s *supervisor) checkPaused(due, armedAt time.Time) {
 	if s.cfg.heartbeat <= 0 {
 		return

@@ -128,6 +128,27 @@ func TestPausedMasterKeepsWorkers(t *testing.T) {
 	}
 }
 
+// After a pause, the first thing the master reads may be one worker's
+// queued heartbeat rather than its late timer: the pause is still seen, so
+// the other worker, whose beat comes next, is not killed meanwhile.
+func TestPausedMasterReadsABeatFirst(t *testing.T) {
+	clk := newFakeClock()
+	h := newHarnessClock(t, superConfig{desired: 2, heartbeat: 2 * time.Second}, clk)
+	h.waitFor("starts", func() bool { return len(h.f.startsCopy()) == 2 })
+	pids := h.readyAll()
+	h.settle()
+	clk.jump(10 * time.Second) // stopped for 10 s; the timer has not fired yet
+	h.note(pids[0], noteEvent{watchdog: true})
+	h.settle()
+	clk.advance(time.Second) // less than a heartbeat after the resume
+	h.settle()
+	for _, pid := range pids {
+		if sigs := h.f.sigsTo(pid); len(sigs) != 0 {
+			t.Errorf("worker %d got %v after the master's pause", pid, sigs)
+		}
+	}
+}
+
 // A heartbeat kill of a worker that had been ready past the stable period
 // is replaced at once, with no backoff.
 func TestHeartbeatKillOfStableWorkerRestartsAtOnce(t *testing.T) {
