@@ -68,36 +68,3 @@ func served(err error) error {
 	}
 	return err
 }
-
-// GRPCServer is the part of *grpc.Server that GRPC needs (the package does
-// not import grpc).
-type GRPCServer interface {
-	Serve(ln net.Listener) error
-	GracefulStop()
-	Stop()
-}
-
-// GRPC adapts a *grpc.Server to Server: Shutdown is GracefulStop (no new
-// RPCs, those in flight finish), then Stop when ctx ends first.
-//
-//	s := grpc.NewServer()
-//	pb.RegisterGreeterServer(s, &greeter{})
-//	return server.Serve(w, "grpc", server.GRPC(s))
-func GRPC(s GRPCServer) Server { return grpcServer{s} }
-
-type grpcServer struct{ s GRPCServer }
-
-func (g grpcServer) Serve(ln net.Listener) error { return g.s.Serve(ln) }
-
-func (g grpcServer) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { g.s.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		g.s.Stop()
-		<-done
-		return ctx.Err()
-	}
-}

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +229,98 @@ func TestRunInProcess(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("RunInProcess did not return after ctx ended")
+	}
+}
+
+// rawGRPC behaves as a *grpc.Server does with a connection: its accept
+// loop hands each connection to a goroutine that, once scheduled, closes
+// it unread if GracefulStop has begun, and else serves it (here: one line
+// in, "ok" out). GracefulStop closes its listeners and waits for the
+// connections.
+type rawGRPC struct {
+	lateStart time.Duration // how long a new connection's goroutine takes to run
+	accepted  chan struct{}
+	quit      atomic.Bool
+	mu        sync.Mutex
+	lns       []net.Listener
+	wg        sync.WaitGroup
+}
+
+func (r *rawGRPC) Serve(ln net.Listener) error {
+	r.mu.Lock()
+	r.lns = append(r.lns, ln)
+	r.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if r.quit.Load() {
+				return nil
+			}
+			return err
+		}
+		r.accepted <- struct{}{}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			time.Sleep(r.lateStart)
+			if r.quit.Load() {
+				c.Close()
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+				io.WriteString(c, "ok\n")
+			}
+			c.Close()
+		}()
+	}
+}
+
+func (r *rawGRPC) GracefulStop() {
+	r.quit.Store(true)
+	r.mu.Lock()
+	for _, ln := range r.lns {
+		ln.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *rawGRPC) Stop() { r.GracefulStop() }
+
+// A connection accepted just before the drain reaches the gRPC server's
+// handshake instead of being closed unread (the client saw "connection
+// reset by peer" reading the server preface, and failed calls until it
+// reconnected).
+func TestGRPCServesConnectionAcceptedAtTheDrain(t *testing.T) {
+	w, addr := localWorker(t, 5*time.Second)
+	r := &rawGRPC{lateStart: 200 * time.Millisecond, accepted: make(chan struct{}, 1)}
+	done := make(chan error, 1)
+	go func() { done <- Serve(w, "main", GRPC(r)) }()
+	testutil.WaitFor(t, 5*time.Second, "ready", w.IsReady)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "hello\n")
+	select {
+	case <-r.accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not accepted")
+	}
+	w.Close() // the drain begins while the connection waits for its goroutine
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if line != "ok\n" {
+		t.Errorf("the connection accepted at the drain got %q, %v; want ok", line, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v, want nil after a clean drain", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the drain")
 	}
 }
