@@ -199,6 +199,7 @@ func (m *master) close() {
 	m.bg.Wait()
 	if m.procs != nil {
 		m.procs.close()
+		m.procs.stopAdopted()
 	}
 	m.removeWG.Wait()
 	if m.agg != nil {

@@ -4,6 +4,8 @@ package master
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -31,7 +33,7 @@ type nbWorker struct {
 func nbStart(t *testing.T, spec spawnSpec) *nbWorker {
 	t.Helper()
 	w := &nbWorker{exits: make(chan exitEvent)}
-	w.p = newExecProcs(spec, w.exits)
+	w.p = newExecProcs(spec, w.exits, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(w.stop)
 	pid, err := w.p.start(0, 1)
 	if err != nil {

@@ -79,6 +79,9 @@ func (m *master) open(fds *tableflip.Fds) error {
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		m.log.Warn("cannot mark inherited descriptors close-on-exec; they may leak into workers", "err", err)
 	}
+	if err := becomeSubreaper(); err != nil {
+		m.log.Warn("cannot become a child subreaper; processes that workers leave outside their process group may outlive them", "err", err)
+	}
 	m.agg = aggregate.NewAggregator(aggregate.AggregatorOptions{Logger: m.log})
 	m.startHist = newStartHistogram()
 	m.up = newUpgrade(m.upg, m.res.link, m.res.sd, m.log, m.gen, m.prev.Upgrades)
@@ -89,7 +92,7 @@ func (m *master) open(fds *tableflip.Fds) error {
 func (m *master) start() {
 	exits := make(chan exitEvent)
 	notes := make(chan noteEvent)
-	m.procs = newExecProcs(m.spawnSpec(), exits)
+	m.procs = newExecProcs(m.spawnSpec(), exits, m.cfg.Grace, m.log)
 	m.sup = newSupervisor(superConfig{
 		desired: m.cfg.Workers, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
 		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
@@ -113,9 +116,7 @@ func (m *master) start() {
 			close(m.parentExited)
 		}
 	})
-	if os.Getpid() == 1 {
-		m.goBg(m.runReaper)
-	}
+	m.goBg(m.runReaper)
 	m.serveEndpoints()
 	m.log.Info("master started", "generation", m.gen, "workers", m.cfg.Workers, "listen", specsString(m.res.socks), "version", m.cfg.Version)
 }

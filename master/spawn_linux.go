@@ -5,6 +5,7 @@ package master
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -89,11 +90,15 @@ type execProcs struct {
 	wg    sync.WaitGroup // wait goroutines
 	quit  chan struct{}
 	once  sync.Once
-	// mu guards live: the pids started and not yet reaped. The orphan
-	// reaper (PID 1) holds it too, so that it never reaps a worker that
-	// was started but not yet recorded.
-	mu   sync.Mutex
-	live map[int]bool
+	grace time.Duration // for what a worker leaves behind (descendants_linux.go)
+	log   *slog.Logger
+	// mu guards live (the pids started and not yet reaped) and adopted
+	// (the processes the reaper has sent SIGTERM, and when). The reaper
+	// holds it too, so that it never touches a worker that was started
+	// but not yet recorded.
+	mu      sync.Mutex
+	live    map[int]bool
+	adopted map[int]time.Time
 }
 
 type spawnReq struct {
@@ -106,8 +111,9 @@ type spawnRes struct {
 	err error
 }
 
-func newExecProcs(spec spawnSpec, exits chan<- exitEvent) *execProcs {
-	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{}), live: map[int]bool{}}
+func newExecProcs(spec spawnSpec, exits chan<- exitEvent, grace time.Duration, log *slog.Logger) *execProcs {
+	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{}),
+		grace: grace, log: log, live: map[int]bool{}, adopted: map[int]time.Time{}}
 	p.wg.Add(1)
 	go p.spawner()
 	return p
@@ -189,6 +195,11 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 		delete(p.live, pid)
 		p.mu.Unlock()
 		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState), lastLine: cmd.Stderr.(*lastLine).String()}
+		// What the worker started and left in its process group ends
+		// with it (its pgid stays reserved while the group has members).
+		if stopGroup(pid, p.grace) {
+			p.log.Warn("stopping the processes a worker left behind", "slot", slot, "pid", pid, "generation", gen)
+		}
 	}()
 	return pid, nil
 }
