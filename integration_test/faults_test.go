@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,4 +171,43 @@ func lastScaleTo(log string) int {
 	i := strings.Index(l, " to=")
 	n, _ := strconv.Atoi(strings.Fields(l[i+4:])[0])
 	return n
+}
+
+// nofile is the soft and hard RLIMIT_NOFILE of pid, from /proc/<pid>/limits.
+func nofile(t *testing.T, pid int) (soft, hard string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Max open files") {
+			f := strings.Fields(strings.TrimPrefix(l, "Max open files"))
+			return f[0], f[1]
+		}
+	}
+	t.Fatalf("no open-files limit for %d", pid)
+	return "", ""
+}
+
+// The master keeps a reserve of descriptors for supervision: its soft
+// RLIMIT_NOFILE is raised to the hard limit (the Go runtime does it at
+// start, to hard-1 so that it can tell a later prlimit apart), while its
+// workers get the limit they were given back: an external worker (here
+// python) sees the limits its operator set. (A Go worker raises its own at
+// start, as every Go program does.)
+func TestMasterRaisesItsFdLimitNotTheWorkers(t *testing.T) {
+	py, err := filepath.Abs("testdata/worker.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMaster(t, Opts{Workers: 1, Command: []string{"python3", py}, Wrapper: []string{"prlimit", "--nofile=256:4096", "--"}})
+	if soft, hard := nofile(t, m.PID()); soft != "4095" || hard != "4096" {
+		t.Errorf("master's RLIMIT_NOFILE %s:%s, want 4095:4096 (raised)", soft, hard)
+	}
+	for _, pid := range m.Status().ReadyPIDs() {
+		if soft, hard := nofile(t, pid); soft != "256" || hard != "4096" {
+			t.Errorf("worker's RLIMIT_NOFILE %s:%s, want the operator's 256:4096", soft, hard)
+		}
+	}
 }
