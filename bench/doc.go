@@ -1,7 +1,7 @@
 // Command bench measures preforkd against its peers and its own goals, and
 // writes BENCHMARKS.md and bench/chart.svg. From the module root:
 //
-//	go run ./bench           # the full run (about 6 minutes on 2 CPUs); writes the committed files
+//	go run ./bench           # the full run (about 12 minutes on 2 CPUs, half of it the soak); writes the committed files
 //	go run ./bench -quick    # a smoke run (about 2 minutes); its report says so
 //	go run ./bench -sections 2 -out /tmp/b.md -chart /tmp/chart.svg
 //
@@ -24,7 +24,12 @@
 //  5. worker start time against state size;
 //  6. accept balance over fresh connections;
 //  7. /metrics scrape latency with 2, 8 and 32 workers;
-//  8. the Go micro-benchmarks of ./state/..., ./internal/sdnotify, ./metrics, ./internal/aggregate.
+//  8. the Go micro-benchmarks of ./state/..., ./internal/sdnotify, ./metrics, ./internal/aggregate;
+//  9. the soak: 1,000 upgrades and 5,000 worker SIGKILLs under a paced
+//     load, the master's descriptors, threads, goroutines and RSS sampled
+//     every 50 upgrades (their slopes reported), zombies counted, and what
+//     is left after the final SIGTERM (go run ./bench -sections 9 runs it
+//     alone, in about 5 minutes).
 //
 // Every figure that matters is a ratio measured in the same run, or a
 // goal checked against a figure; the report says "met" or "missed — why".
@@ -38,7 +43,7 @@
 //
 // Files: one per section, each holding its run and its report:
 // throughput.go (§1), upgrade.go (§2–3), memory.go (§4–5), balance.go (§6),
-// scrape.go (§7), micro.go (§8); and the plumbing: main.go (flags,
+// scrape.go (§7), micro.go (§8), soak.go (§9); and the plumbing: main.go (flags,
 // orchestration, machine), proc.go (starting and ending processes),
 // master.go (a preforkd master: its log pipe, pid file and control socket
 // status), load.go (the generator), wrk.go (running and parsing wrk

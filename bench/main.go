@@ -51,13 +51,14 @@ type results struct {
 	balance    *balance
 	scrape     []scrapeRow
 	micro      *micro
+	soak       *soak
 }
 
 func run() error {
 	quick := flag.Bool("quick", false, "a fast smoke run (shorter, fewer turns, smaller states); its report says so")
 	out := flag.String("out", "BENCHMARKS.md", "the report to write (relative to the module root)")
 	chart := flag.String("chart", "bench/chart.svg", "the chart to write (relative to the module root)")
-	only := flag.String("sections", "1,2,4,6,7,8", "sections to run (2 also runs 3, 4 also runs 5)")
+	only := flag.String("sections", "1,2,4,6,7,8,9", "sections to run (2 also runs 3, 4 also runs 5)")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errWrkMissing
@@ -98,6 +99,7 @@ func run() error {
 		{"6", "accept balance", func() (err error) { res.balance, err = b.runBalance(); return }},
 		{"7", "scrape latency", func() (err error) { res.scrape, err = b.runScrape(); return }},
 		{"8", "Go micro-benchmarks", func() (err error) { res.micro, err = b.runMicro(); return }},
+		{"9", "soak: 1,000 upgrades and 5,000 worker kills", func() (err error) { res.soak, err = b.runSoak(); return }},
 	}
 	for _, s := range steps {
 		if s.key != "build" && !sections[s.key] {

@@ -58,6 +58,9 @@ func renderReport(res *results, chart string) string {
 	if res.micro != nil {
 		body.micro(res.micro)
 	}
+	if res.soak != nil {
+		body.soak(res.soak)
+	}
 
 	head := &report{}
 	head.p("# Benchmarks\n\n")
