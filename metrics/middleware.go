@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,12 +20,25 @@ type HTTPMetrics struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 
-	// Label children resolved once, not per request (a CounterVec lookup
-	// hashes the label values every time): by method index, and by method
-	// and status code for the counter.
-	observers [len(methods) + 1]prometheus.Observer
-	counters  sync.Map // uint32(method<<16 | code) → prometheus.Counter
+	// Label children, made on first use and from then on read with one
+	// atomic load (no map lookup, no label hashing, no lock): the
+	// histogram by method index, the counter by method index and status
+	// code. A method that never had a request has no histogram series.
+	observers [len(methods) + 1]atomic.Pointer[observer]
+	counters  [len(methods) + 1][maxCode]atomic.Pointer[counter]
+
+	// writers recycles the statusWriters: a handler must not use its
+	// ResponseWriter after it returned (net/http's own rule), so the
+	// wrapper can be reused then, and a request allocates nothing here.
+	writers sync.Pool
 }
+
+// maxCode bounds the status codes counted through the array; others (a
+// handler writing 999) go through the CounterVec.
+const maxCode = 600
+
+type observer struct{ prometheus.Observer }
+type counter struct{ prometheus.Counter }
 
 // methods are the label values of the standard methods; any other method
 // is "unknown".
@@ -89,29 +103,33 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 		}),
 	}
 	if reg == nil {
-		return m.resolve()
+		return m
 	}
 	m.requests = register(reg, m.requests)
 	m.duration = register(reg, m.duration)
 	m.inFlight = register(reg, m.inFlight)
-	return m.resolve()
-}
-
-func (m *HTTPMetrics) resolve() *HTTPMetrics {
-	for i := range m.observers {
-		m.observers[i] = m.duration.WithLabelValues(methodLabel(i))
-	}
 	return m
 }
 
-func (m *HTTPMetrics) counter(method, code int) prometheus.Counter {
-	key := uint32(method)<<16 | uint32(code&0xffff)
-	if c, ok := m.counters.Load(key); ok {
-		return c.(prometheus.Counter)
+func (m *HTTPMetrics) observer(method int) prometheus.Observer {
+	if o := m.observers[method].Load(); o != nil {
+		return o.Observer
 	}
-	c := m.requests.WithLabelValues(strconv.Itoa(code), methodLabel(method))
-	m.counters.Store(key, c)
-	return c
+	o := &observer{m.duration.WithLabelValues(methodLabel(method))}
+	m.observers[method].CompareAndSwap(nil, o) // a racing first use made the same child
+	return o.Observer
+}
+
+func (m *HTTPMetrics) counter(method, code int) prometheus.Counter {
+	if code < 0 || code >= maxCode {
+		return m.requests.WithLabelValues(strconv.Itoa(code), methodLabel(method))
+	}
+	if c := m.counters[method][code].Load(); c != nil {
+		return c.Counter
+	}
+	c := &counter{m.requests.WithLabelValues(strconv.Itoa(code), methodLabel(method))}
+	m.counters[method][code].CompareAndSwap(nil, c)
+	return c.Counter
 }
 
 // register registers c on reg, or returns the equal collector already there.
@@ -138,11 +156,15 @@ func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.inFlight.Inc()
 		start := time.Now()
-		rec := &statusWriter{ResponseWriter: w}
+		rec, _ := m.writers.Get().(*statusWriter)
+		if rec == nil {
+			rec = new(statusWriter)
+		}
+		rec.ResponseWriter, rec.code = w, 0
 		panicked := true
 		defer func() {
 			mi := methodIndex(r.Method)
-			m.observers[mi].Observe(time.Since(start).Seconds())
+			m.observer(mi).Observe(time.Since(start).Seconds())
 			code := rec.code
 			switch {
 			case panicked && (code == 0 || code < 500):
@@ -154,6 +176,10 @@ func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
 			}
 			m.counter(mi, code).Inc()
 			m.inFlight.Dec()
+			if !panicked { // after a panic the handler's goroutines may still hold it
+				rec.ResponseWriter = nil
+				m.writers.Put(rec)
+			}
 		}()
 		h.ServeHTTP(rec, r)
 		panicked = false

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -29,15 +30,49 @@ type HTTP struct {
 	srv      *http.Server
 	draining atomic.Bool
 	mu       sync.Mutex
-	conns    map[net.Conn]connInfo
+	conns    map[*trackedConn]struct{} // open connections (written per connection, not per request)
 	served   chan struct{}
 	ln       net.Listener
 	drainAt  time.Time // when Shutdown began (guarded by mu)
 }
 
-type connInfo struct {
-	state http.ConnState
-	since time.Time
+// trackedConn is a connection with the state the drain needs, kept in
+// atomics so that a request costs two stores and no lock: since is set
+// only while draining (idle time before the drain does not count, so it
+// is not needed before).
+type trackedConn struct {
+	net.Conn
+	since atomic.Int64 // unix ns of the last state change during the drain; stored before state
+	state atomic.Int32 // http.ConnState
+}
+
+// ReadFrom keeps the connection's own (sendfile, splice) where it has one.
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// CloseWrite lets net/http half-close the connection, as it does a TCP one.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+type writerOnly struct{ io.Writer }
+
+// trackingListener hands out trackedConns.
+type trackingListener struct{ net.Listener }
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c}, nil
 }
 
 func (h *HTTP) init() {
@@ -49,7 +84,7 @@ func (h *HTTP) init() {
 		if h.IdleClose <= 0 {
 			h.IdleClose = time.Second
 		}
-		h.conns = map[net.Conn]connInfo{}
+		h.conns = map[*trackedConn]struct{}{}
 		h.served = make(chan struct{})
 		h.srv.Handler = http.HandlerFunc(h.serveHTTP)
 		h.srv.ConnState = h.connState
@@ -66,14 +101,24 @@ func (h *HTTP) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *HTTP) connState(c net.Conn, st http.ConnState) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch st {
-	case http.StateClosed, http.StateHijacked:
-		delete(h.conns, c)
-	default:
-		h.conns[c] = connInfo{state: st, since: time.Now()}
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return // not from our listener: cannot happen
 	}
+	switch st {
+	case http.StateNew:
+		h.mu.Lock()
+		h.conns[tc] = struct{}{}
+		h.mu.Unlock()
+	case http.StateClosed, http.StateHijacked:
+		h.mu.Lock()
+		delete(h.conns, tc)
+		h.mu.Unlock()
+	}
+	if h.draining.Load() {
+		tc.since.Store(time.Now().UnixNano())
+	}
+	tc.state.Store(int32(st))
 }
 
 // Serve accepts on ln until Shutdown. It returns nil after Shutdown (at
@@ -90,7 +135,7 @@ func (h *HTTP) Serve(ln net.Listener) error {
 	h.ln = ln
 	h.mu.Unlock()
 	defer close(h.served)
-	err := h.srv.Serve(ln)
+	err := h.srv.Serve(trackingListener{ln})
 	if h.draining.Load() {
 		return nil
 	}
@@ -144,12 +189,13 @@ func (h *HTTP) closeIdle() int {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for c, ci := range h.conns {
-		since := ci.since
+	for c := range h.conns {
+		st := http.ConnState(c.state.Load()) // before since: see trackedConn
+		since := time.Unix(0, c.since.Load())
 		if since.Before(h.drainAt) {
 			since = h.drainAt
 		}
-		if (ci.state == http.StateIdle || ci.state == http.StateNew) && now.Sub(since) >= h.IdleClose {
+		if (st == http.StateIdle || st == http.StateNew) && now.Sub(since) >= h.IdleClose {
 			c.Close()
 		}
 	}

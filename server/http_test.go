@@ -60,8 +60,8 @@ func serverConns(h *HTTP, st http.ConnState) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
-	for _, ci := range h.conns {
-		if ci.state == st {
+	for c := range h.conns {
+		if http.ConnState(c.state.Load()) == st {
 			n++
 		}
 	}
