@@ -121,6 +121,9 @@ func (m *master) hooks() Hooks {
 	h.WorkerExited = func(slot, pid, gen int, status string) {
 		m.removeWG.Add(1)
 		go func() { defer m.removeWG.Done(); m.agg.Remove(pid) }()
+		if b := m.res.board; b != nil {
+			b.Free(pid) // its counters no longer weigh on the others
+		}
 		if user != nil {
 			user(slot, pid, gen, status)
 		}

@@ -76,6 +76,14 @@ type Config struct {
 	// to the scrape timeout for, every worker that has one. Go workers
 	// built on package server always get one.
 	ExternalMetrics bool
+	// Balance is how Go workers share the accept queue (see the README's
+	// "Accept balance"): "conns" (the default when empty), a worker
+	// holding more than its share of open connections leaves new ones to
+	// the others for a few milliseconds; "accepts", the same and also by
+	// connections accepted, for an even spread of fresh connections at a
+	// cost in throughput on a saturated machine; "off", the kernel's order.
+	// External workers (Command) are never balanced.
+	Balance string
 	// LoadState, when set, builds the shared read-only region before any
 	// worker starts (again in each new master at an upgrade).
 	LoadState func() (Region, error)
@@ -182,6 +190,11 @@ func (c Config) Validate() error {
 func (c *Config) validate() error {
 	if c.Workers < 1 || c.Workers > MaxWorkers {
 		return fmt.Errorf("%w: -workers %d: want 1 to %d", ErrConfig, c.Workers, MaxWorkers)
+	}
+	switch c.Balance {
+	case "", "conns", "accepts", "off":
+	default:
+		return fmt.Errorf("%w: -balance %q: want conns, accepts or off", ErrConfig, c.Balance)
 	}
 	for _, d := range []struct {
 		name string

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/preforkd/preforkd/internal/balance"
 	"github.com/preforkd/preforkd/internal/contract"
 	"github.com/preforkd/preforkd/internal/sdnotify"
 	"github.com/preforkd/preforkd/internal/sockets"
@@ -28,6 +29,7 @@ type resources struct {
 	metrics *sockets.Socket // nil: no metrics endpoint
 	control *sockets.Socket // nil: no control socket
 	region  Region          // nil: no shared state
+	board   *balance.Board  // nil: no accept balance
 	notify  *notifySocket
 	lifeR   *os.File // the workers' end: EOF means the master is gone
 	lifeW   *os.File
@@ -50,6 +52,11 @@ func openResources(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Lo
 	}
 	if cfg.LoadState != nil {
 		if r.region, err = cfg.LoadState(); err != nil {
+			return nil, err
+		}
+	}
+	if mode := balance.ParseMode(cfg.Balance); mode != balance.Off && len(cfg.Command) == 0 {
+		if r.board, err = balance.Create(mode); err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +142,9 @@ func (r *resources) close() {
 	}
 	if r.region != nil {
 		r.region.Close()
+	}
+	if r.board != nil {
+		r.board.Close()
 	}
 	r.sd.Close()
 }

@@ -36,6 +36,10 @@ func (m *master) spawnSpec() spawnSpec {
 		env = append(env, contract.StateFd+"="+strconv.Itoa(3+len(sp.files)), contract.StateSize+"="+strconv.FormatInt(r.Size(), 10))
 		sp.files = append(sp.files, r.File())
 	}
+	if b := m.res.board; b != nil {
+		env = append(env, contract.BalanceFd+"="+strconv.Itoa(3+len(sp.files)))
+		sp.files = append(sp.files, b.File())
+	}
 	env = append(env, contract.MasterFd+"="+strconv.Itoa(3+len(sp.files)))
 	sp.files = append(sp.files, m.res.lifeR)
 	sp.nonblock = append(sp.nonblock, m.res.lifeR)

@@ -48,6 +48,12 @@ type socketSet interface {
 	Close() error
 }
 
+// balancer wraps a listener so that this worker takes its share of the
+// connections (package internal/balance).
+type balancer interface {
+	Listener(ln net.Listener) net.Listener
+}
+
 // notifier reaches the master's notify socket (a no-op in a local worker).
 type notifier interface {
 	Send(lines ...string) error
@@ -69,6 +75,10 @@ type Worker struct {
 	unmap    func() error
 	metrics  io.Closer // the metrics server; closed first (final snapshot)
 	maxReqs  int
+	balance  balancer // nil: listeners as inherited
+
+	lnMu     sync.Mutex
+	balanced map[string]net.Listener // by name: one wrapper per listener
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -104,7 +114,28 @@ func (w *Worker) Done() <-chan struct{} { return w.ctx.Done() }
 
 // Listener returns the stream listener named name (a -listen name). The
 // worker keeps ownership: Close closes it.
-func (w *Worker) Listener(name string) (net.Listener, error) { return w.socks.Listener(name) }
+//
+// In a worker of a master that balances accepts (the default), the
+// listener waits before an accept while this worker holds more than its
+// share of the connections, and counts the connections it returns until
+// they are closed; the same listener is returned for the same name.
+func (w *Worker) Listener(name string) (net.Listener, error) {
+	ln, err := w.socks.Listener(name)
+	if err != nil || w.balance == nil {
+		return ln, err
+	}
+	w.lnMu.Lock()
+	defer w.lnMu.Unlock()
+	if l, ok := w.balanced[name]; ok {
+		return l, nil
+	}
+	if w.balanced == nil {
+		w.balanced = map[string]net.Listener{}
+	}
+	l := w.balance.Listener(ln)
+	w.balanced[name] = l
+	return l, nil
+}
 
 // PacketConn returns the datagram socket named name; the worker keeps
 // ownership.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/preforkd/preforkd/internal/aggregate"
+	"github.com/preforkd/preforkd/internal/balance"
 	"github.com/preforkd/preforkd/internal/contract"
 	"github.com/preforkd/preforkd/internal/sdnotify"
 	"github.com/preforkd/preforkd/internal/sockets"
@@ -41,6 +42,7 @@ func New(opts Options) (*Worker, error) {
 	w.log = w.log.With("slot", w.slot, "pid", os.Getpid(), "generation", w.gen)
 	stateFd, stateSize := get(contract.StateFd), get(contract.StateSize)
 	metricsFd, masterFd := get(contract.MetricsFd), get(contract.MasterFd)
+	balanceFd := get(contract.BalanceFd)
 	get(contract.MasterPid)
 	notifyAddr := get("NOTIFY_SOCKET")
 	if us, err := strconv.ParseInt(get("WATCHDOG_USEC"), 10, 64); err == nil && us > 0 {
@@ -62,6 +64,10 @@ func New(opts Options) (*Worker, error) {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
 	w.stop = func() { signal.Stop(sigs) }
 	if err := w.takeOver(notifyAddr, masterFd, metricsFd, stateFd, stateSize); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := w.joinBoard(balanceFd); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -118,6 +124,30 @@ func (w *Worker) takeOver(notifyAddr, masterFd, metricsFd, stateFd, stateSize st
 		return fmt.Errorf("shared state: %w", err)
 	}
 	w.state, w.unmap = m.Bytes(), m.Close
+	return nil
+}
+
+// joinBoard maps the master's balance board, when it handed one, and takes
+// this worker's place on it. The mapping lives as long as the process:
+// connections count themselves out of it until they close.
+func (w *Worker) joinBoard(fdVar string) error {
+	fd, err := takeFd(fdVar)
+	if err != nil || fd < 0 {
+		if err != nil {
+			return fmt.Errorf("%s: %w", contract.BalanceFd, err)
+		}
+		return nil
+	}
+	defer unix.Close(fd)
+	b, err := balance.Map(fd)
+	if err != nil {
+		return err
+	}
+	if p := b.Join(os.Getpid(), balance.Policy{}); p != nil {
+		w.balance = p
+	} else {
+		w.log.Warn("the balance board is full: this worker accepts without balancing")
+	}
 	return nil
 }
 

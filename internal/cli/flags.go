@@ -34,6 +34,7 @@ type options struct {
 	stable          time.Duration
 	startAttempts   int
 	externalMetrics bool
+	balance         string
 	statePath       string
 	logFormat       string
 	logLevel        string
@@ -85,6 +86,7 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.user, "user", "", "run workers as this user (name or uid); the master keeps its own identity (root, to bind)")
 	fs.StringVar(&o.group, "group", "", "run workers with this group (name or gid; default: -user's primary group)")
 	fs.StringVar(&o.maxRSS, "max-rss", "", "replace a worker whose resident memory exceeds SIZE (e.g. 512MiB, 2G); its replacement is ready first")
+	fs.StringVar(&o.balance, "balance", "conns", "how Go workers share the accept queue: conns (one holding more than its share of open connections leaves new ones to the others for up to 5ms), accepts (also by connections accepted: fresh connections spread evenly, fewer requests/s on a saturated machine), off")
 	fs.BoolVar(&o.externalMetrics, "external-metrics", false, "give external workers (-- COMMAND) a metrics socket (PREFORK_METRICS_FD) and wait for their answers at each scrape; only for commands that speak its protocol")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
 	if p.Flags != nil {
@@ -198,6 +200,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		MaxRSS:          o.maxRSSBytes,
 		MaxRequests:     o.maxRequests,
 		ExternalMetrics: o.externalMetrics,
+		Balance:         o.balance,
 		Logger:          logger,
 		Version:         p.Version,
 		LoadState:       p.loadState(o.statePath),

@@ -35,6 +35,9 @@ const (
 	MasterPid = "PREFORK_MASTER_PID"
 	// Grace is the drain time the master allows (a time.Duration string).
 	Grace = "PREFORK_GRACE"
+	// BalanceFd is the board of connection counters that Go workers share
+	// to spread connections evenly (package internal/balance).
+	BalanceFd = "PREFORK_BALANCE_FD"
 	// MaxRequests asks a Go worker to be recycled after about this many
 	// requests.
 	MaxRequests = "PREFORK_MAX_REQUESTS"
