@@ -46,7 +46,7 @@ func (b *bench) runSoak() (*soak, error) {
 		s.upgrades, s.kills = 40, 200
 	}
 	killsPer, step := s.kills/s.upgrades, max(1, s.upgrades/20)
-	m, err := startMaster(b.p, b.tmp, b.bins["v1"], 2, "-stable-period", "50ms")
+	m, err := startMaster(b.p, b.tmp, b.bins["v1"], 2, "-stable-period", "20ms")
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func (b *bench) runSoak() (*soak, error) {
 			break
 		}
 		for k := 0; k < killsPer; k++ {
-			if _, _, err := b.kill(m, kills%2, 60*time.Millisecond); err != nil {
+			if _, _, err := b.kill(m, kills%2, 25*time.Millisecond); err != nil {
 				l.finish()
 				return nil, fmt.Errorf("kill %d: %w", kills+1, err)
 			}
@@ -171,9 +171,9 @@ func slope(x, y []float64) float64 {
 
 func (r *report) soak(s *soak) {
 	r.p("\n## 9. Soak: upgrades and worker kills under load\n\n")
-	r.p("preforkd demo, 2 workers, `-stable-period 50ms`; 4 keep-alive and 2 fresh-connection clients at 100 req/s each (never retrying). "+
+	r.p("preforkd demo, 2 workers, `-stable-period 20ms`; 4 keep-alive and 2 fresh-connection clients at 100 req/s each (never retrying). "+
 		"%d upgrades (SIGHUP, `v1` ↔ `v2` renamed over the binary, each waited for until the old master exited), with %d worker SIGKILLs between them "+
-		"(round robin, each victim up ≥ 60 ms, each waited for until its replacement was ready): %d kills in all, in %v. "+
+		"(round robin, each victim up ≥ 25 ms, each waited for until its replacement was ready): %d kills in all, in %v. "+
 		"Every %d upgrades the bench reads the current master's descriptors (`/proc/<pid>/fd`), threads and RSS (`/proc/<pid>/status`), its own `go_goroutines` from `/metrics`, and counts zombies among the master's children.\n\n",
 		s.upgrades, s.kills/s.upgrades, s.kills, s.took.Round(time.Second), max(1, s.upgrades/20))
 	r.p("| upgrades | kills | master fds | threads | goroutines | RSS (MiB) | zombies |\n|---|---|---|---|---|---|---|\n")
