@@ -22,7 +22,8 @@
 //  3. worker SIGKILLs under the same generator run (the chart);
 //  4. workers' PSS over 64 MiB … 1 GiB states of random bytes;
 //  5. worker start time against state size;
-//  6. accept balance over fresh connections;
+//  6. accept balance: the three -balance modes (conns, accepts, off), turn
+//     by turn, with fresh connections (4 workers) and wrk -c32 (2 workers);
 //  7. /metrics scrape latency with 2, 8 and 32 workers;
 //  8. the Go micro-benchmarks of ./state/..., ./internal/sdnotify, ./metrics, ./internal/aggregate;
 //  9. the soak: 1,000 upgrades and 5,000 worker SIGKILLs under a paced
