@@ -60,13 +60,27 @@ func FromBytes(name string, data []byte) (*Region, error) {
 // is copied.
 //
 // It returns (region, nil) or (nil, err).
-func FromFile(path string) (*Region, error) {
+func FromFile(path string) (*Region, error) { return FromFileProgress(path, nil) }
+
+// FromFileProgress is FromFile that calls progress, when not nil, after
+// every 64 MiB copied and at the end, with the bytes copied so far and the
+// file's size, from the calling goroutine (a master logs a large load's
+// progress with it).
+func FromFileProgress(path string, progress func(copied, size int64)) (*Region, error) {
 	src, err := openRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("state %q: %w", path, err)
 	}
 	defer src.Close()
-	r, err := fill(filepath.Base(path), src)
+	var size int64
+	if fi, err := src.Stat(); err == nil {
+		size = fi.Size()
+	}
+	r, err := fill(filepath.Base(path), src, func(n int64) {
+		if progress != nil {
+			progress(n, size)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("state %q: %w", path, err)
 	}
@@ -79,15 +93,19 @@ func FromFile(path string) (*Region, error) {
 //
 // It returns (region, nil) or (nil, err).
 func FromReader(name string, rd io.Reader) (*Region, error) {
-	r, err := fill(name, rd)
+	r, err := fill(name, rd, nil)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return r, nil
 }
 
-// fill creates, fills and seals a memfd; its errors carry no prefix.
-func fill(name string, rd io.Reader) (*Region, error) {
+// chunk is how much fill copies between two progress calls.
+const chunk = 64 << 20
+
+// fill creates, fills and seals a memfd, calling copied (when not nil)
+// with the running total after each chunk; its errors carry no prefix.
+func fill(name string, rd io.Reader, copied func(int64)) (*Region, error) {
 	if len(name) > memfdNameMax {
 		name = name[:memfdNameMax]
 	}
@@ -98,9 +116,22 @@ func fill(name string, rd io.Reader) (*Region, error) {
 	f := os.NewFile(uintptr(fd), "memfd:"+name)
 	// Fill through write(2), never through a writable mapping: F_SEAL_WRITE
 	// fails with EBUSY while a writable shared mapping exists.
-	if _, err := io.Copy(f, rd); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("fill memfd: %w", err)
+	// Chunks through io.CopyN: os.File.ReadFrom still takes the
+	// copy_file_range path for the *io.LimitedReader it makes.
+	var total int64
+	for {
+		n, err := io.CopyN(f, rd, chunk)
+		total += n
+		if copied != nil {
+			copied(total)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("fill memfd: %w", err)
+		}
 	}
 	size, err := sealFile(f)
 	if err != nil {

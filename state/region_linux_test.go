@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,37 @@ func TestFromFileRefusesFIFOAndHuge(t *testing.T) {
 	}
 	if d := time.Since(t0); d > time.Second {
 		t.Errorf("the refusal took %v: it copied first", d)
+	}
+}
+
+// FromFileProgress reports each 64 MiB chunk and the end, with the size.
+func TestFromFileProgress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 150 << 20 // sparse: reads as zeros
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var got []int64
+	r, err := FromFileProgress(path, func(copied, total int64) {
+		if total != size {
+			t.Errorf("size %d, want %d", total, size)
+		}
+		got = append(got, copied)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	want := []int64{64 << 20, 128 << 20, size}
+	if !slices.Equal(got, want) {
+		t.Errorf("progress %v, want %v", got, want)
+	}
+	if r.Size() != size {
+		t.Errorf("region of %d bytes, want %d", r.Size(), size)
 	}
 }

@@ -23,7 +23,19 @@ func FromBytes(name string, data []byte) (*Region, error) {
 }
 
 // FromFile copies the file at path into a new Region.
-func FromFile(path string) (*Region, error) {
+func FromFile(path string) (*Region, error) { return FromFileProgress(path, nil) }
+
+// FromFileProgress is FromFile; progress, when not nil, is called once at
+// the end with the bytes copied and the file's size.
+func FromFileProgress(path string, progress func(copied, size int64)) (*Region, error) {
+	r, err := fromFile(path)
+	if err == nil && progress != nil {
+		progress(r.Size(), r.Size())
+	}
+	return r, err
+}
+
+func fromFile(path string) (*Region, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)

@@ -203,7 +203,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		Balance:         o.balance,
 		Logger:          logger,
 		Version:         p.Version,
-		LoadState:       p.loadState(o.statePath),
+		LoadState:       p.loadState(o.statePath, logger),
 	}
 	if o.metrics != "off" {
 		cfg.MetricsAddr = o.metrics

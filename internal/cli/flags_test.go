@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -81,3 +84,29 @@ func TestLookupCredential(t *testing.T) {
 }
 
 var testProgram = Program{Name: "preforkd", Version: "test"}
+
+// A large -state load is logged after its first chunk, then at most once
+// a second, and at its end with the time it took; a small one is not.
+func TestLoadProgressLog(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	began := time.Now()
+	p := loadProgress("/data/big", log, began)
+	const size = 256 << 20
+	p(64<<20, size)  // first chunk: logged
+	p(128<<20, size) // within a second: not
+	p(size, size)    // done
+	out := buf.String()
+	if n := strings.Count(out, `msg="loading the state"`); n != 1 {
+		t.Errorf("%d progress lines, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, `msg="state loaded" path=/data/big size=268435456 took=`) {
+		t.Errorf("no end line:\n%s", out)
+	}
+	buf.Reset()
+	small := loadProgress("/data/small", log, began)
+	small(1<<20, 1<<20)
+	if buf.Len() != 0 {
+		t.Errorf("a small state's load was logged: %s", buf.String())
+	}
+}

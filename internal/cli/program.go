@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/preforkd/preforkd/master"
 	"github.com/preforkd/preforkd/state"
@@ -104,11 +105,11 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 
 // loadState is the master's LoadState: the -state file, else the
 // program's own state, else none.
-func (p Program) loadState(path string) func() (master.Region, error) {
+func (p Program) loadState(path string, log *slog.Logger) func() (master.Region, error) {
 	switch {
 	case path != "":
 		return func() (master.Region, error) {
-			r, err := state.FromFile(path)
+			r, err := state.FromFileProgress(path, loadProgress(path, log, time.Now()))
 			if err != nil {
 				return nil, fmt.Errorf("-state: %w", err)
 			}
@@ -124,4 +125,27 @@ func (p Program) loadState(path string) func() (master.Region, error) {
 		}
 	}
 	return nil
+}
+
+// bigState is the -state size from which the load's progress is logged.
+const bigState = 128 << 20
+
+// loadProgress logs a large -state load: after its first chunk, then at
+// most once a second while it copies, and when it is done, with the time
+// it took.
+func loadProgress(path string, log *slog.Logger, began time.Time) func(copied, size int64) {
+	var last time.Time
+	return func(copied, size int64) {
+		if size < bigState {
+			return
+		}
+		now := time.Now()
+		switch {
+		case copied >= size:
+			log.Info("state loaded", "path", path, "size", size, "took", now.Sub(began).Round(time.Millisecond))
+		case last.IsZero() || now.Sub(last) >= time.Second:
+			last = now
+			log.Info("loading the state", "path", path, "copied", copied, "size", size, "percent", 100*copied/size)
+		}
+	}
 }
