@@ -171,6 +171,9 @@ func TestCountsFollowConnectionsAndWorkers(t *testing.T) {
 	}
 	w := board.Join(2001, Policy{})
 	other := board.Join(2002, Policy{})
+	if _, _, n := board.sums(other.e); n != 0 {
+		t.Errorf("a worker that serves no listener yet counts (%d)", n)
+	}
 	l := w.Listener(ln)
 	dial(t, ln.Addr().String())
 	c := mustAccept(t, l)

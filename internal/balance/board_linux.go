@@ -116,8 +116,8 @@ func (b *Board) Free(pid int) {
 	}
 }
 
-// claim takes a free entry for pid, starting its accepted count at the
-// active workers' average (a replacement does not have to catch up with
+// claim takes a free entry for pid, not yet active, starting its accepted
+// count at the active workers' average (a replacement does not have to catch up with
 // workers that have served for hours). nil when the board is full.
 func (b *Board) claim(pid int) *entry {
 	h := b.header()
@@ -137,8 +137,7 @@ func (b *Board) claim(pid int) *entry {
 			e.accepted.Store(accepted / int64(n))
 		}
 		e.open.Store(0)
-		e.active.Store(1)
-		return e
+		return e // active once it serves: see Worker.Listener
 	}
 	return nil
 }

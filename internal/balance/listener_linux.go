@@ -65,11 +65,17 @@ func (b *Board) Join(pid int, p Policy) *Worker {
 }
 
 // Listener wraps ln: Accept waits while this worker is over its share,
-// and the connections it returns are counted until closed. Closing the
-// last listener of the worker takes it out of the others' averages.
+// and the connections it returns are counted until closed. The worker
+// counts in the others' averages from its first listener until its last
+// one is closed.
 func (w *Worker) Listener(ln net.Listener) net.Listener {
 	w.mu.Lock()
-	w.lns++
+	if w.lns++; w.lns == 1 {
+		// Counted from its first listener on: a worker still starting
+		// (or serving none) would pull the average down and make the
+		// others wait.
+		w.e.active.Store(1)
+	}
 	w.mu.Unlock()
 	return &listener{Listener: ln, w: w}
 }
