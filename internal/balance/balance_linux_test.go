@@ -61,6 +61,32 @@ func acceptAsync(ln net.Listener) <-chan net.Conn {
 	return ch
 }
 
+// notAccepted fails the test if the pending accept ch returns within
+// 300 ms.
+func notAccepted(t *testing.T, ch <-chan net.Conn, msg string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatal(msg)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// accepted waits up to 5 s for the pending accept ch, and closes what it
+// accepted.
+func accepted(t *testing.T, ch <-chan net.Conn, msg string) {
+	t.Helper()
+	select {
+	case c := <-ch:
+		if c == nil {
+			t.Fatal("accept failed")
+		}
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal(msg)
+	}
+}
+
 // mustAccept accepts on ln within 5 s, or fails the test.
 func mustAccept(t *testing.T, ln net.Listener) net.Conn {
 	t.Helper()
@@ -88,26 +114,14 @@ func TestWorkerOverItsShareStopsAccepting(t *testing.T) {
 	fromA := acceptAsync(a) // a is over its share (4 open > 2 + 1): it waits
 	time.Sleep(50 * time.Millisecond)
 	dial(t, addr)
-	select {
-	case <-fromA:
-		t.Fatal("the worker over its share accepted while the other had none")
-	case <-time.After(300 * time.Millisecond):
-	}
+	notAccepted(t, fromA, "the worker over its share accepted while the other had none")
 	defer mustAccept(t, b).Close() // b gets it
 	dial(t, addr)                  // a still over (4 > 2.5 + 1): b again
 	defer mustAccept(t, b).Close()
 	// With b holding 2 of 6, a is within its share (4 ≤ 3 + 1): its
 	// waiting accept takes the next connection.
 	dial(t, addr)
-	select {
-	case c := <-fromA:
-		if c == nil {
-			t.Fatal("a's accept failed")
-		}
-		c.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("a did not accept again once back within its share")
-	}
+	accepted(t, fromA, "a did not accept again once back within its share")
 }
 
 // In Accepts mode, a worker that has accepted more than Slack beyond the
@@ -123,22 +137,10 @@ func TestAcceptsModeSpreadsFreshConnections(t *testing.T) {
 	}
 	fromA := acceptAsync(a) // 7th: 6 > (1+6)/2 + 2: over
 	dial(t, addr)
-	select {
-	case <-fromA:
-		t.Fatal("a accepted while 5 connections ahead of b")
-	case <-time.After(300 * time.Millisecond):
-	}
+	notAccepted(t, fromA, "a accepted while 5 connections ahead of b")
 	mustAccept(t, b).Close()
 	dial(t, addr)
-	select {
-	case c := <-fromA:
-		if c == nil {
-			t.Fatal("a's accept failed")
-		}
-		c.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("a did not accept once b caught up")
-	}
+	accepted(t, fromA, "a did not accept once b caught up")
 }
 
 // A worker over its share whose peer does not accept (stuck, or dying)
