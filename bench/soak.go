@@ -22,7 +22,6 @@ type soak struct {
 	errs            map[string]int
 	zombiesMax      int // zombies seen at any checkpoint
 	leftover        int // processes left 2 s after the final SIGTERM
-	exitCode        int // of the last master
 }
 
 // soakPoint is one checkpoint: the current master's resources after n
@@ -92,23 +91,19 @@ func (b *bench) runSoak() (*soak, error) {
 		}
 	}
 	s.errs = l.errors()
-	s.exitCode, s.leftover = stopAndCount(m)
+	s.leftover = stopAndCount(m)
 	return s, nil
 }
 
 // stopAndCount sends SIGTERM to the master, waits for it, and counts what
 // is left of everything it started 2 s later.
-func stopAndCount(m *Master) (code, left int) {
+func stopAndCount(m *Master) int {
 	pid := m.PID()
 	unix.Kill(pid, unix.SIGTERM)
 	m.waitGone(pid, 30*time.Second)
 	time.Sleep(2 * time.Second)
 	m.p.reap()
-	left = len(testutil.Live(testutil.Descendants(os.Getpid())))
-	if ps, ok := testutil.ProcInfo(pid); ok {
-		code = -int(ps.State) // still there: not an exit code
-	}
-	return code, left
+	return len(testutil.Live(testutil.Descendants(os.Getpid())))
 }
 
 // sampleMaster reads the current master's descriptors, threads, RSS and

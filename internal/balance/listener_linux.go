@@ -61,7 +61,7 @@ func (b *Board) Join(pid int, p Policy) *Worker {
 	if e == nil {
 		return nil
 	}
-	return &Worker{b: b, e: e, policy: p.withDefaults(), lns: 0}
+	return &Worker{b: b, e: e, policy: p.withDefaults()}
 }
 
 // Listener wraps ln: Accept waits while this worker is over its share,
@@ -105,18 +105,12 @@ func (w *Worker) over(now int64) bool {
 }
 
 // waitTurn returns once the worker is not over its share, or after
-// MaxWait. It reports whether it waited.
-func (w *Worker) waitTurn() bool {
+// MaxWait.
+func (w *Worker) waitTurn() {
 	now := monotonic()
-	if !w.over(now) {
-		return false
-	}
-	deadline := now + int64(w.policy.MaxWait)
-	for now < deadline && w.over(now) {
+	for deadline := now + int64(w.policy.MaxWait); now < deadline && w.over(now); now = monotonic() {
 		time.Sleep(pollEvery)
-		now = monotonic()
 	}
-	return true
 }
 
 func (w *Worker) accepted() {
@@ -137,13 +131,10 @@ type listener struct {
 	net.Listener
 	w      *Worker
 	closed atomic.Bool
-	waits  atomic.Int64
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	if l.w.waitTurn() {
-		l.waits.Add(1)
-	}
+	l.w.waitTurn()
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
