@@ -137,6 +137,11 @@ func (m *Master) Signal(sig syscall.Signal) {
 // URL is the demo's address.
 func (m *Master) URL(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", m.Port, path) }
 
+// MetricsURL is the master's metrics endpoint's address.
+func (m *Master) MetricsURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", m.Metrics, path)
+}
+
 // Status asks the control socket.
 func (m *Master) Status() Status {
 	m.t.Helper()
@@ -175,6 +180,7 @@ type Status struct {
 	Generation int    `json:"generation"`
 	Version    string `json:"version"`
 	Desired    int    `json:"workers_desired"`
+	Phase      string `json:"phase"`
 	Slots      []struct {
 		Slot      int     `json:"slot"`
 		PID       int     `json:"pid"`

@@ -158,8 +158,8 @@ func (m *master) finish(fast bool) error {
 			m.log.Info("master stopped", "generation", m.gen)
 			return m.sup.err
 		case sig := <-m.sigs:
-			if s := sig.(syscall.Signal); s == unix.SIGQUIT || s == unix.SIGINT || s == unix.SIGTERM {
-				m.log.Info("stopping fast", "signal", unix.SignalName(s))
+			if isStopSignal(sig) {
+				m.log.Info("stopping fast", "signal", unix.SignalName(sig.(syscall.Signal)))
 				m.sup.do(func() { m.sup.stop(false) })
 			}
 		case err := <-m.up.results:
@@ -222,6 +222,11 @@ func (m *master) close() {
 	if m.res != nil {
 		m.res.close()
 	}
+}
+
+// isStopSignal is true for the signals that stop a master.
+func isStopSignal(sig os.Signal) bool {
+	return sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGQUIT
 }
 
 func isClosed(c chan struct{}) bool {

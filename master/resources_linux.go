@@ -36,7 +36,8 @@ type resources struct {
 	sd      *sdnotify.Conn // nil: no service manager (a valid no-op)
 }
 
-// openResources opens everything; on error it closes what it opened.
+// openResources opens everything but the state region (see
+// master.loadState); on error it closes what it opened.
 func openResources(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Logger) (_ *resources, err error) {
 	r := &resources{}
 	defer func() {
@@ -49,11 +50,6 @@ func openResources(fds *tableflip.Fds, cfg *Config, hasParent bool, log *slog.Lo
 	}
 	if err = r.openListeners(fds, cfg, hasParent, log); err != nil {
 		return nil, err
-	}
-	if cfg.LoadState != nil {
-		if r.region, err = cfg.LoadState(); err != nil {
-			return nil, err
-		}
 	}
 	if mode := balance.ParseMode(cfg.Balance); mode != balance.Off && len(cfg.Command) == 0 {
 		if r.board, err = balance.Create(mode); err != nil {

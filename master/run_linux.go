@@ -48,6 +48,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer m.close()
+	if m.stoppedWhileLoading() {
+		m.log.Info("stopped while loading the state; no worker was started")
+		return nil
+	}
 	m.start()
 	return m.loop(ctx)
 }
@@ -60,6 +64,9 @@ func (m *master) open(fds *tableflip.Fds) error {
 	}
 	var err error
 	if m.res, err = openResources(fds, &m.cfg, m.upg.HasParent(), m.log); err != nil {
+		return err
+	}
+	if err := m.loadState(); err != nil {
 		return err
 	}
 	m.gen = 1

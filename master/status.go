@@ -3,14 +3,17 @@ package master
 // Status is the master's report, served as JSON by the control socket's
 // GET /status. Durations are in seconds.
 type Status struct {
-	PID        int          `json:"pid"`
-	Generation int          `json:"generation"`
-	Version    string       `json:"version"`
-	Uptime     float64      `json:"uptime_seconds"`
-	Desired    int          `json:"workers_desired"`
-	Upgrading  bool         `json:"upgrading"`
-	Stopping   bool         `json:"stopping"`
-	Slots      []SlotStatus `json:"slots"`
+	PID        int     `json:"pid"`
+	Generation int     `json:"generation"`
+	Version    string  `json:"version"`
+	Uptime     float64 `json:"uptime_seconds"`
+	Desired    int     `json:"workers_desired"`
+	Upgrading  bool    `json:"upgrading"`
+	Stopping   bool    `json:"stopping"`
+	// Phase is "loading" while a first master loads its shared state
+	// (no slot exists yet), else empty.
+	Phase string       `json:"phase,omitempty"`
+	Slots []SlotStatus `json:"slots"`
 	// Draining lists workers that were stopped and have not exited yet.
 	Draining []WorkerStatus `json:"draining,omitempty"`
 	// NotifyRejected counts notifications from pids that are not workers.
@@ -22,6 +25,9 @@ type Status struct {
 	// StartFailures counts worker processes that could not be started.
 	StartFailures uint64 `json:"start_failures"`
 }
+
+// phaseLoading is Status.Phase while the state loads.
+const phaseLoading = "loading"
 
 // SlotStatus describes one slot.
 type SlotStatus struct {

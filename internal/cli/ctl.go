@@ -151,6 +151,10 @@ func printStatus(w io.Writer, st master.Status) {
 	if st.Upgrading {
 		fmt.Fprintln(w, "upgrade in progress")
 	}
+	if st.Phase == "loading" {
+		fmt.Fprintln(w, "loading the shared state: no worker yet")
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tPID\tSTATE\tUPTIME\tRESTARTS\tRSS\tPSS\tLAST EXIT")
 	for _, s := range st.Slots {
