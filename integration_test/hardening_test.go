@@ -213,3 +213,87 @@ func TestStateFIFORefused(t *testing.T) {
 		t.Errorf("-state FIFO: exit %d, %q; want exit 2 naming -state", code, out)
 	}
 }
+
+// symlinkSwapper is a local attacker (run as nobody): it waits (inotify)
+// for the file name to be created in dir and at once renames a symlink to
+// target over it, so that a chmod of the path by its creator would follow
+// the symlink. It prints "swapped N" after each swap.
+const symlinkSwapper = `import ctypes, os, sys
+d, name, target = sys.argv[1:4]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init()
+if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0x100) < 0:  # IN_CREATE
+    sys.exit("inotify: errno %d" % ctypes.get_errno())
+link, path, want, n = os.path.join(d, ".swap"), os.path.join(d, name), name.encode(), 0
+print("watching", flush=True)
+while True:
+    if not os.path.islink(link):
+        os.symlink(target, link)
+    if want in os.read(fd, 65536):
+        os.rename(link, path)
+        n += 1
+        print("swapped", n, flush=True)
+`
+
+// The control socket's mode is set at its creation, never by a chmod of
+// its path: a local user who swaps a symlink in for the socket (the
+// -control directory is theirs to write) cannot make the master change
+// another file's mode. The master runs under strace, which delays every
+// chmod-family call by 500 ms: a chmod after bind would now always lose
+// the race to the swapper, which renames its symlink over the socket as
+// soon as it is created.
+func TestControlSocketSymlinkSwap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the attacker runs as nobody")
+	}
+	dir, err := os.MkdirTemp("", "preforkd-swap-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil { // writable by the attacker
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim.conf")
+	if err := os.WriteFile(victim, []byte("root's file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	att := exec.Command("/usr/bin/python3", "-c", symlinkSwapper, dir, "ctl.sock", victim)
+	att.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr testutil.SyncBuffer
+	att.Stderr = &stderr
+	out, err := att.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := att.Start(); err != nil {
+		t.Fatal(err)
+	}
+	markCmdChild(att.Process.Pid)
+	t.Cleanup(func() { att.Process.Kill(); att.Wait() })
+	lines := bufio.NewReader(out)
+	if l, _ := lines.ReadString('\n'); l != "watching\n" {
+		t.Fatalf("attacker did not start: %q\n%s", l, stderr.String())
+	}
+	chmods := "chmod,fchmod,fchmodat" // Go's os.Chmod is fchmodat; strace 6.1 does not know fchmodat2
+	m := startMaster(t, Opts{
+		Exe:     buildTestdata(t, "slowstate"), // stays loading: the control socket is bound, no worker starts
+		Workers: 1, NoWait: true, Control: filepath.Join(dir, "ctl.sock"),
+		Env:     []string{"SLOWSTATE_GATE=" + filepath.Join(dir, "never")},
+		Wrapper: []string{"strace", "-f", "-o", "/dev/null", "-e", "trace=" + chmods, "-e", "inject=" + chmods + ":delay_enter=500000"},
+	})
+	swapped := make(chan string, 1)
+	go func() { l, _ := lines.ReadString('\n'); swapped <- l }()
+	select {
+	case l := <-swapped:
+		if l != "swapped 1\n" {
+			t.Fatalf("attacker: %q\n%s", l, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the control socket was not created (or not swapped) within 20 s\n%s", m.Log)
+	}
+	time.Sleep(time.Second) // past any delayed chmod
+	if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("the victim's mode is %v (%v), was 0644: the master followed the swapped-in symlink", fi.Mode().Perm(), err)
+	}
+}
