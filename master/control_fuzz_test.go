@@ -23,7 +23,7 @@ func controlMaster(t testing.TB) *master {
 	m := &master{
 		cfg: Config{Version: "test"}, log: log, sup: h.s, owner: newOwner(), quit: make(chan struct{}),
 		started: time.Now(), stopReq: make(chan struct{}, 1), res: &resources{notify: &notifySocket{}},
-		up: newUpgrade(&fakeUpgrader{}, &fakeSuccessor{}, &fakeNotifier{}, log, 1, nil),
+		up: newUpgrade(&fakeUpgrader{}, &fakeSuccessor{}, &fakeNotifier{}, log, 1, nil, ""),
 	}
 	go func() {
 		defer close(m.done)

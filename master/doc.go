@@ -48,9 +48,12 @@
 // and its end of the succession link (a socketpair) to a new master
 // (tableflip). The new master reads the generation, the run-time worker
 // count and the restart and upgrade counters over the link, starts its own
-// workers, announces its pid and calls Ready only when all are ready; the old
-// master then tells systemd MAINPID=<new pid> and READY=1, drains its
-// workers, sends its final metrics totals over the link, and exits. A new
+// workers, announces its pid and calls Ready only when all are ready (which
+// writes the pid file); the old master then tells systemd READY=1 (and
+// MAINPID=<new pid> only when there is no pid file: systemd re-reads
+// PIDFile= when its child exits, and so supervises the new master as a
+// child), drains its workers, sends its final metrics totals over the
+// link, and exits. A new
 // master that exits, cannot be exec'd, or is not ready within UpgradeTimeout
 // is killed (its workers follow through their lifeline pipe) and the old
 // generation keeps serving.

@@ -29,8 +29,8 @@ func (m *master) loadState() error {
 	if m.cfg.LoadState == nil {
 		return nil
 	}
-	m.res.sd.Send("STATUS=loading the shared state")
 	if !m.upg.HasParent() {
+		m.res.sd.Send("STATUS=loading the shared state")
 		stop := m.serveWhileLoading()
 		defer stop()
 	}

@@ -86,12 +86,15 @@ func (m *master) open(fds *tableflip.Fds) error {
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		m.log.Warn("cannot mark inherited descriptors close-on-exec; they may leak into workers", "err", err)
 	}
+	if os.Getenv("NOTIFY_SOCKET") != "" && m.cfg.PIDFile == "" && !m.upg.HasParent() {
+		m.log.Warn("under a service manager without -pidfile: after an upgrade it would supervise a master that is not its child, and a stop would not be graceful; set -pidfile and the unit's PIDFile= to the same path")
+	}
 	if err := becomeSubreaper(); err != nil {
 		m.log.Warn("cannot become a child subreaper; processes that workers leave outside their process group may outlive them", "err", err)
 	}
 	m.agg = aggregate.NewAggregator(aggregate.AggregatorOptions{Logger: m.log})
 	m.startHist = newStartHistogram()
-	m.up = newUpgrade(m.upg, m.res.link, m.res.sd, m.log, m.gen, m.prev.Upgrades)
+	m.up = newUpgrade(m.upg, m.res.link, m.res.sd, m.log, m.gen, m.prev.Upgrades, m.cfg.PIDFile)
 	return nil
 }
 

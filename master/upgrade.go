@@ -90,13 +90,17 @@ type upgrade struct {
 	counts     map[string]uint64 // by result: success, failed, refused
 	handedOver bool
 	stopping   bool
+	pidFile    string
 }
 
 // upgradeResults are the results counted in prefork_upgrades_total.
 var upgradeResults = []string{"success", "failed", "refused"}
 
-func newUpgrade(upg upgrader, next successorLink, sd notifier, log *slog.Logger, gen int, counts map[string]uint64) *upgrade {
-	u := &upgrade{upg: upg, next: next, sd: sd, log: log, now: time.Now, gen: gen,
+// newUpgrade makes the upgrade part; pidFile is the master's pid file
+// ("" for none), which decides how the service manager learns of the new
+// master (see finished).
+func newUpgrade(upg upgrader, next successorLink, sd notifier, log *slog.Logger, gen int, counts map[string]uint64, pidFile string) *upgrade {
+	u := &upgrade{upg: upg, next: next, sd: sd, log: log, now: time.Now, gen: gen, pidFile: pidFile,
 		results: make(chan error, 1), counts: map[string]uint64{}}
 	maps.Copy(u.counts, counts)
 	return u
@@ -170,9 +174,18 @@ func (u *upgrade) finished(err error) bool {
 	u.counts["success"]++
 	u.handedOver = true
 	pid, perr := u.next.successorPid(2 * time.Second)
-	if perr == nil {
+	switch {
+	case perr == nil && u.pidFile != "":
+		// No MAINPID=: systemd would take the new master, our child, as an
+		// "alien" main process that it cannot wait for, and a later stop
+		// would SIGKILL the whole unit at once. With PIDFile= it re-reads
+		// the pid file when we (its child) exit; by then the new master,
+		// which wrote it, has been re-parented to systemd: a child it
+		// supervises like the first.
+		u.sd.Send("READY=1", "STATUS=handed over to pid "+strconv.Itoa(pid)+"; draining")
+	case perr == nil:
 		u.sd.Send("MAINPID="+strconv.Itoa(pid), "READY=1", "STATUS=handed over to pid "+strconv.Itoa(pid))
-	} else {
+	default:
 		u.log.Warn("the new master serves but did not say its pid; the service manager keeps this pid as main", "err", perr)
 	}
 	u.log.Info("upgrade done; draining this generation", "new_master", pid, "took", took)

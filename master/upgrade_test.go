@@ -99,7 +99,7 @@ type upgradeHarness struct {
 func newUpgradeHarness(t *testing.T) *upgradeHarness {
 	h := &upgradeHarness{upg: newFakeUpgrader(), next: &fakeSuccessor{pid: 4242}, sd: &fakeNotifier{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h.u = newUpgrade(h.upg, h.next, h.sd, log, 7, map[string]uint64{"success": 6})
+	h.u = newUpgrade(h.upg, h.next, h.sd, log, 7, map[string]uint64{"success": 6}, "")
 	t.Cleanup(func() { h.upg.Stop(); h.u.close() })
 	return h
 }
@@ -148,6 +148,22 @@ func TestUpgradeReady(t *testing.T) {
 	}
 	if got := h.u.snapshot()["success"]; got != 7 {
 		t.Errorf("success = %d, want 7", got)
+	}
+}
+
+// With a pid file, the old master does not name the new one as MAINPID
+// (systemd would supervise it as a pid that is not its child): systemd
+// re-reads the pid file when the old master exits.
+func TestUpgradeReadyWithPIDFileSendsNoMainPID(t *testing.T) {
+	h := newUpgradeHarness(t)
+	h.u.pidFile = "/run/preforkd/preforkd.pid"
+	h.u.begin(openGate, offerOf(3), nil)
+	h.upg.outcome <- nil
+	if !h.u.finished(h.result(t)) {
+		t.Fatal("finished = false after a successful upgrade")
+	}
+	if sd := h.sd.all(); strings.Contains(sd, "MAINPID=") || !strings.Contains(sd, "READY=1") {
+		t.Errorf("systemd was told:\n%s\nwant READY=1 and no MAINPID=", sd)
 	}
 }
 
