@@ -274,3 +274,18 @@ func startAttempts(n int) int {
 	}
 	return n
 }
+
+// Parse checks a command line as Run would and returns the master's
+// configuration, starting nothing. Deployment files are tested with it:
+// what a unit or a manifest passes must be a command line preforkd takes.
+func (p Program) Parse(args []string) (master.Config, error) {
+	o, err := parseFlags(p, args, io.Discard)
+	if err != nil {
+		return master.Config{}, err
+	}
+	cfg, err := o.masterConfig(p, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}

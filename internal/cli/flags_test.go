@@ -110,3 +110,13 @@ func TestLoadProgressLog(t *testing.T) {
 		t.Errorf("a small state's load was logged: %s", buf.String())
 	}
 }
+
+func TestProgramParse(t *testing.T) {
+	cfg, err := testProgram.Parse([]string{"-workers=3", "-grace=20s", "-control=/run/x.sock", "-metrics=0.0.0.0:9100"})
+	if err != nil || cfg.Workers != 3 || cfg.Grace != 20*time.Second || cfg.MetricsAddr != "0.0.0.0:9100" {
+		t.Errorf("Parse: %+v, %v", cfg, err)
+	}
+	if _, err := testProgram.Parse([]string{"-control=/run/x.sock", "-grace=0s"}); err == nil || !strings.Contains(err.Error(), "-grace") {
+		t.Errorf("Parse of -grace=0s: %v; want an error naming -grace", err)
+	}
+}
