@@ -26,6 +26,7 @@ var (
 	descMemory   = prometheus.NewDesc("prefork_worker_memory_bytes", "Worker memory from /proc/<pid>/smaps_rollup, by kind (rss, pss, pss_shmem).", []string{"worker", "kind"}, nil)
 	descRejected = prometheus.NewDesc("prefork_notify_rejected_total", "Notifications dropped: from a pid that is not a worker (stranger), oversized, or malformed.", []string{"reason"}, nil)
 	descStartErr = prometheus.NewDesc("prefork_worker_start_failures_total", "Worker processes that could not be started (out of processes or descriptors, exec failed).", nil, nil)
+	descMaxRSS   = prometheus.NewDesc("prefork_worker_max_rss_bytes", "The -max-rss limit: a worker whose RSS exceeds it is replaced (absent when off).", nil, nil)
 )
 
 // newStartHistogram is the start-to-ready histogram the supervisor observes.
@@ -39,7 +40,7 @@ func newStartHistogram() prometheus.Histogram {
 
 func (c *masterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descGen, descRestart, descBackoff, descUpgrade,
-		descState, descMemory, descRejected, descStartErr} {
+		descState, descMemory, descRejected, descStartErr, descMaxRSS} {
 		ch <- d
 	}
 }
@@ -72,6 +73,9 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	m.do(func() { ups = m.up.snapshot() })
 	for _, r := range upgradeResults {
 		ch <- prometheus.MustNewConstMetric(descUpgrade, prometheus.CounterValue, float64(ups[r]), r)
+	}
+	if m.cfg.MaxRSS > 0 {
+		ch <- prometheus.MustNewConstMetric(descMaxRSS, prometheus.GaugeValue, float64(m.cfg.MaxRSS))
 	}
 	if m.res.region != nil {
 		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(m.res.region.Size()))
