@@ -10,6 +10,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/preforkd/preforkd/internal/demo"
 	"github.com/preforkd/preforkd/server"
 )
@@ -17,10 +20,25 @@ import (
 // version is set at build time: go build -ldflags "-X main.version=1.2.3".
 var version = "dev"
 
+// The defaults of -demo-error-rate and -demo-crash-after, settable at
+// build time (-X main.demoErrorRate=0.2): an upgrade re-runs the same
+// command line, so a misbehaving build for a canary to catch is made this
+// way (or by a wrapper script that adds the flag).
+var (
+	demoErrorRate  = "0"
+	demoCrashAfter = "0s"
+)
+
 func main() {
-	server.Main(demo.App(version),
+	faults, err := demo.ParseFaults(demoErrorRate, demoCrashAfter)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "preforkd: built with a bad default: "+err.Error())
+		os.Exit(2)
+	}
+	server.Main(demo.App(version, faults),
 		server.WithName("preforkd"),
 		server.WithVersion(version),
 		server.WithState(func() ([]byte, error) { return demo.Table(demo.Keys), nil }),
+		server.WithFlags(faults.RegisterFlags),
 	)
 }

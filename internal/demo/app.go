@@ -6,6 +6,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -28,7 +29,8 @@ import (
 // (allocate and keep N MiB), GET /state
 // (size and CRC-32, as zlib computes it, of the shared region), GET /kv/<key> (a value of the
 // shared table; 404 when missing or when the state is not a table).
-func App(version string) server.App {
+// faults, when not nil, make it misbehave on purpose.
+func App(version string, faults *Faults) server.App {
 	return func(ctx context.Context, w *worker.Worker) error {
 		d := &demo{
 			line: fmt.Sprintf("preforkd demo worker=%d pid=%d generation=%d version=%s\n", w.Slot(), os.Getpid(), w.Generation(), version),
@@ -45,7 +47,7 @@ func App(version string) server.App {
 		mux.HandleFunc("GET /kv/{key...}", d.kv)
 		mux.HandleFunc("GET /grow", d.grow)
 		// Every stream socket handed to the worker serves the demo.
-		return server.ServeHTTP(w, "", mux)
+		return server.ServeHTTP(w, "", faults.wrap(mux, slog.Default().With("slot", w.Slot(), "pid", os.Getpid())))
 	}
 }
 
