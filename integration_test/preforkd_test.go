@@ -24,13 +24,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// binDir holds the preforkd builds: preforkd-v1 and preforkd-v2.
+// binDir holds the preforkd builds: preforkd-v1, -v2, -v2bad and -v2crash.
 var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := testutil.Prepare("preforkd-it-",
 		testutil.Build{Out: "preforkd-v1", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v1"},
-		testutil.Build{Out: "preforkd-v2", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v2"})
+		testutil.Build{Out: "preforkd-v2", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v2"},
+		// Bad builds for canaries to catch: the same command line, a demo
+		// that answers 500 to 20% of requests, or whose workers exit after 2 s.
+		testutil.Build{Out: "preforkd-v2bad", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v2bad -X main.demoErrorRate=0.2"},
+		testutil.Build{Out: "preforkd-v2crash", Pkg: "../cmd/preforkd", LDFlags: "-X main.version=v2crash -X main.demoCrashAfter=2s"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -21,8 +21,14 @@ import (
 // The master is the control API's controller.
 var _ controller = (*master)(nil)
 
-func (m *master) reload(reply chan error) bool {
-	return m.do(func() { m.beginUpgrade(reply) })
+func (m *master) reload(canary time.Duration, reply chan error) bool {
+	if canary >= 0 {
+		if err := validCanaryDuration(canary, m.cfg.UpgradeTimeout); err != nil {
+			reply <- err
+			return true
+		}
+	}
+	return m.do(func() { m.beginUpgrade(canary, reply) })
 }
 
 func (m *master) restart(reply chan error) bool {
@@ -119,6 +125,9 @@ func (m *master) hooks() Hooks {
 	h := m.cfg.Hooks
 	user := h.WorkerExited
 	h.WorkerExited = func(slot, pid, gen int, status string) {
+		if c := m.canary; c != nil {
+			c.exited(pid, status)
+		}
 		m.removeWG.Add(1)
 		go func() { defer m.removeWG.Done(); m.agg.Remove(pid) }()
 		if b := m.res.board; b != nil {

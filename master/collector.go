@@ -21,7 +21,8 @@ var (
 	descGen      = prometheus.NewDesc("prefork_generation", "Generation of this master (1 at first start, +1 per upgrade).", nil, nil)
 	descRestart  = prometheus.NewDesc("prefork_worker_restarts_total", "Worker replacements by slot and reason (exit, signal, heartbeat, start-timeout, rolling, max-rss, max-requests).", []string{"worker", "reason"}, nil)
 	descBackoff  = prometheus.NewDesc("prefork_worker_backoff_seconds", "Current restart delay of the slot (0 when its worker runs).", []string{"worker"}, nil)
-	descUpgrade  = prometheus.NewDesc("prefork_upgrades_total", "Upgrades this master attempted, by result (success, failed, refused).", []string{"result"}, nil)
+	descUpgrade  = prometheus.NewDesc("prefork_upgrades_total", "Upgrades this master attempted, by result (success, failed, rolled_back, refused).", []string{"result"}, nil)
+	descRollback = prometheus.NewDesc("prefork_upgrade_rollbacks_total", "Upgrades rolled back by a failed canary, by cause (start, crash, 5xx, latency).", []string{"reason"}, nil)
 	descState    = prometheus.NewDesc("prefork_state_size_bytes", "Size of the shared read-only state region.", nil, nil)
 	descMemory   = prometheus.NewDesc("prefork_worker_memory_bytes", "Worker memory from /proc/<pid>/smaps_rollup, by kind (rss, pss, pss_shmem).", []string{"worker", "kind"}, nil)
 	descRejected = prometheus.NewDesc("prefork_notify_rejected_total", "Notifications dropped: from a pid that is not a worker (stranger), oversized, or malformed.", []string{"reason"}, nil)
@@ -40,7 +41,7 @@ func newStartHistogram() prometheus.Histogram {
 
 func (c *masterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descGen, descRestart, descBackoff, descUpgrade,
-		descState, descMemory, descRejected, descStartErr, descMaxRSS} {
+		descState, descMemory, descRejected, descStartErr, descMaxRSS, descRollback} {
 		ch <- d
 	}
 }
@@ -69,10 +70,13 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRestart, prometheus.CounterValue, float64(v), strconv.Itoa(k.slot), k.reason)
 	}
 	ch <- prometheus.MustNewConstMetric(descStartErr, prometheus.CounterValue, float64(st.StartFailures))
-	var ups map[string]uint64
-	m.do(func() { ups = m.up.snapshot() })
+	var ups, rbs map[string]uint64
+	m.do(func() { ups, rbs = m.up.snapshot() })
 	for _, r := range upgradeResults {
 		ch <- prometheus.MustNewConstMetric(descUpgrade, prometheus.CounterValue, float64(ups[r]), r)
+	}
+	for _, c := range rollbackCauses {
+		ch <- prometheus.MustNewConstMetric(descRollback, prometheus.CounterValue, float64(rbs[c]), c)
 	}
 	if m.cfg.MaxRSS > 0 {
 		ch <- prometheus.MustNewConstMetric(descMaxRSS, prometheus.GaugeValue, float64(m.cfg.MaxRSS))

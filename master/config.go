@@ -96,6 +96,9 @@ type Config struct {
 	// that many requests (plus up to 10% jitter, so that workers don't
 	// recycle together). Zero: off.
 	MaxRequests int
+	// Canary, when its Duration is positive, starts every upgrade with one
+	// new worker judged against the old generation (see CanaryConfig).
+	Canary CanaryConfig
 	// Credential, when set, is the uid/gid workers run as (supplementary
 	// groups dropped). The master keeps its own.
 	Credential *Credential
@@ -174,6 +177,7 @@ func (c *Config) setDefaults() {
 	if c.StartAttempts == 0 {
 		c.StartAttempts = 3
 	}
+	c.Canary.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -210,6 +214,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: -heartbeat %v: below %v (workers beat every third of it, so a shorter one kills healthy workers): use 0 (off) or at least %v", ErrConfig, c.Heartbeat, MinHeartbeat, MinHeartbeat)
 	}
 	if err := c.validateControl(); err != nil {
+		return err
+	}
+	if err := c.Canary.validate(c.UpgradeTimeout); err != nil {
 		return err
 	}
 	if c.BackoffMax < c.BackoffMin {

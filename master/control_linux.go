@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,7 +21,7 @@ import (
 // safe from any goroutine; a false return means the master is stopping.
 type controller interface {
 	status() Status
-	reload(reply chan error) bool
+	reload(canary time.Duration, reply chan error) bool // canary < 0: as configured
 	restart(reply chan error) bool
 	scale(n int) error // errStopping when stopping
 	requestStop()
@@ -60,7 +61,18 @@ func controlHandler(c controller) http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.status())
 	})
-	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) { awaitReply(w, r, c.reload) })
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		canary := time.Duration(-1)
+		if v := r.URL.Query().Get("canary"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				writeJSON(w, http.StatusBadRequest, ctlResult{Error: fmt.Sprintf("canary=%q: want a duration such as 30s (0: no canary)", v)})
+				return
+			}
+			canary = d
+		}
+		awaitReply(w, r, func(reply chan error) bool { return c.reload(canary, reply) })
+	})
 	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) { awaitReply(w, r, c.restart) })
 	mux.HandleFunc("POST /scale", func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("workers")

@@ -3,6 +3,7 @@
 package master
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type fileStore interface {
 //	"reply" old → new: one slot's totals per message, then one with Done.
 //	"final" old → new, once its workers have all exited: its final totals,
 //	        then Done; the successor carries them from then on.
+//	"fresh" new → old: like "query", but scrape your workers first (a
+//	        canary's figures are compared over a window).
+//	"rollback" new → old, before a new master whose canary failed exits:
+//	        Cause and Reason, which the old master logs and reports.
 //
 // Attempt numbers tell one upgrade attempt from a failed earlier one whose
 // offer may still be queued.
@@ -58,6 +63,14 @@ type linkMsg struct {
 	ID       int               `json:"id,omitempty"`
 	Carry    *aggregate.Carry  `json:"carry,omitempty"`
 	Done     bool              `json:"done,omitempty"`
+	// CanaryMs is the canary duration of this upgrade, in milliseconds
+	// (offer; 0: none). Rollbacks are the old master's rollback counters
+	// by cause (offer), carried on like Upgrades.
+	CanaryMs  int64             `json:"canary_ms,omitempty"`
+	Rollbacks map[string]uint64 `json:"rollbacks,omitempty"`
+	// Cause and Reason say why a canary failed (rollback).
+	Cause  string `json:"cause,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // link is a master's end of the succession links: succ towards its
@@ -65,21 +78,23 @@ type linkMsg struct {
 // its predecessor (nil at a first start). Its goroutines (serveSuccessor,
 // and followPredecessor in a new master) stop at close.
 type link struct {
-	succ *os.File // our end towards successors
-	pred *os.File // inherited end towards the predecessor; nil at first start
-	log  *slog.Logger
-	n    int // attempts made
-	got  linkMsg
-	wmu  sync.Mutex   // serialises writes to succ
-	pids chan linkMsg // successors' pid announcements, from serveSuccessor
-	quit chan struct{}
-	wg   sync.WaitGroup
+	succ      *os.File // our end towards successors
+	pred      *os.File // inherited end towards the predecessor; nil at first start
+	log       *slog.Logger
+	n         int // attempts made
+	got       linkMsg
+	wmu       sync.Mutex                                                       // serialises writes to succ
+	pids      chan linkMsg                                                     // successors' pid announcements, from serveSuccessor
+	rbs       chan linkMsg                                                     // successors' rollback messages, from serveSuccessor
+	predQuery func(ctx context.Context, kind string) (*aggregate.Carry, error) // set by followPredecessor
+	quit      chan struct{}
+	wg        sync.WaitGroup
 	// bad counts undecodable messages (logged once).
 	bad atomic.Uint64
 }
 
 func newLink(fds fileStore, log *slog.Logger) (*link, error) {
-	h := &link{log: log, pids: make(chan linkMsg, 4), quit: make(chan struct{})} // pids: announcements of a few attempts
+	h := &link{log: log, pids: make(chan linkMsg, 4), rbs: make(chan linkMsg, 4), quit: make(chan struct{})} // announcements of a few attempts
 	pred, err := fds.File(linkName)
 	if err != nil {
 		return nil, fmt.Errorf("succession link: %w", err)
@@ -193,6 +208,39 @@ func (h *link) successorPid(timeout time.Duration) (int, error) {
 	}
 }
 
+// rollback tells the predecessor that this new master's canary failed;
+// it exits next.
+func (h *link) rollback(cause, reason string) error {
+	if h.pred == nil {
+		return nil
+	}
+	b, err := json.Marshal(linkMsg{Attempt: h.got.Attempt, Kind: "rollback", Cause: cause, Reason: reason})
+	if err != nil {
+		return err
+	}
+	h.pred.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err = h.pred.Write(b)
+	return err
+}
+
+// rolledBack returns the current attempt's rollback message, waiting up
+// to timeout for it (it is sent just before the new master exits, so it
+// may still be on its way when tableflip reports the exit).
+func (h *link) rolledBack(timeout time.Duration) (linkMsg, bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-h.rbs:
+			if m.Attempt == h.n {
+				return m, true
+			}
+		case <-t.C:
+			return linkMsg{}, false
+		}
+	}
+}
+
 // closePred closes the socket to the predecessor once it has exited. The
 // field keeps its value (other goroutines read it); writes to a closed
 // file just fail.
@@ -234,9 +282,12 @@ func (h *link) decode(b []byte) (linkMsg, bool) {
 }
 
 // dropStaleAnnouncements discards pid announcements of earlier, failed
-// attempts; call it before a new attempt.
+// attempts (and their rollbacks); call it before a new attempt.
 func (h *link) dropStaleAnnouncements() {
 	for len(h.pids) > 0 {
 		<-h.pids
+	}
+	for len(h.rbs) > 0 {
+		<-h.rbs
 	}
 }

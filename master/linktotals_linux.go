@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/preforkd/preforkd/internal/aggregate"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // maxLinkMsg bounds one succession-link message (a SOCK_SEQPACKET record).
@@ -16,6 +17,7 @@ const maxLinkMsg = 64 << 10
 
 // totalsSource is what the link needs of the metrics aggregator.
 type totalsSource interface {
+	Gather() ([]*dto.MetricFamily, error)
 	Totals() *aggregate.Carry
 	AddCarry(*aggregate.Carry)
 	SetPredecessor(func(context.Context) (*aggregate.Carry, error))
@@ -80,6 +82,14 @@ func (h *link) fromSuccessor(msg linkMsg, agg totalsSource, announced func()) {
 		}
 	case "query":
 		h.sendTotals(agg, "reply", msg.ID)
+	case "fresh":
+		agg.Gather() // refresh the workers' snapshots that Totals reads
+		h.sendTotals(agg, "reply", msg.ID)
+	case "rollback":
+		select {
+		case h.rbs <- msg:
+		default: // nobody waits: a stale attempt
+		}
 	default:
 		h.log.Warn("unexpected message from the new master ignored", "kind", msg.Kind)
 	}
@@ -118,7 +128,8 @@ func (h *link) followPredecessor(agg totalsSource) {
 		return
 	}
 	p := &predecessor{h: h, agg: agg, replies: make(chan linkMsg, 16)} // replies: one query's pieces
-	agg.SetPredecessor(p.query)
+	agg.SetPredecessor(func(ctx context.Context) (*aggregate.Carry, error) { return p.query(ctx, "query") })
+	h.predQuery = p.query
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -165,13 +176,14 @@ func (p *predecessor) read() {
 	p.h.closePred()
 }
 
-// query asks the predecessor for its current totals (aggregator callback).
-func (p *predecessor) query(ctx context.Context) (*aggregate.Carry, error) {
+// query asks the predecessor for its current totals: kind "query" (the
+// aggregator's callback at each scrape) or "fresh" (scraped first).
+func (p *predecessor) query(ctx context.Context, kind string) (*aggregate.Carry, error) {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
 	p.id++
 	id := p.id
-	b, err := json.Marshal(linkMsg{Kind: "query", ID: id})
+	b, err := json.Marshal(linkMsg{Kind: kind, ID: id})
 	if err != nil {
 		return nil, err
 	}

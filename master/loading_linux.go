@@ -114,7 +114,10 @@ func (c loadingController) status() Status {
 		Uptime: time.Since(c.m.started).Seconds(), Phase: phaseLoading, Slots: []SlotStatus{}}
 }
 
-func (c loadingController) reload(reply chan error) bool  { reply <- errLoading; return true }
+func (c loadingController) reload(_ time.Duration, reply chan error) bool {
+	reply <- errLoading
+	return true
+}
 func (c loadingController) restart(reply chan error) bool { reply <- errLoading; return true }
 func (c loadingController) scale(int) error               { return errLoading }
 func (c loadingController) requestStop()                  { c.m.requestStop() }

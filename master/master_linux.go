@@ -51,18 +51,53 @@ type master struct {
 	bg           sync.WaitGroup
 	removeWG     sync.WaitGroup // aggregator removals of exited workers
 	ready        bool           // the first workers were all ready
+	canary       *canaryStage   // nil: no canary stage (set in start, never changed)
 }
 
 func (m *master) loop(ctx context.Context) error {
 	first := m.sup.first
 	parentExited := m.parentExited
+	// The canary stage (a new master with a canary): its window's end, its
+	// worker's exit, and then the poll until every worker is ready.
+	var canaryEnd <-chan time.Time
+	var canaryFailed <-chan linkMsg
+	var allReady *time.Ticker
+	var allReadyC <-chan time.Time
+	if m.canary != nil {
+		canaryFailed = m.canary.failed
+	}
+	defer func() {
+		if allReady != nil {
+			allReady.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-parentExited:
 			parentExited = nil
 		case <-first:
 			first = nil
-			m.becomeReady()
+			if m.canary != nil {
+				canaryEnd = m.beginCanary()
+			} else {
+				m.becomeReady()
+			}
+		case <-canaryEnd:
+			canaryEnd, canaryFailed = nil, nil
+			if rb, failed := m.judgeCanary(); failed {
+				return m.rollBack(rb)
+			}
+			m.passCanary()
+			allReady = time.NewTicker(10 * time.Millisecond)
+			allReadyC = allReady.C
+		case rb := <-canaryFailed:
+			return m.rollBack(rb)
+		case <-allReadyC:
+			if m.allReady() {
+				allReady.Stop()
+				allReady, allReadyC = nil, nil
+				m.becomeReady()
+			}
 		case sig := <-m.sigs:
 			if done := m.onSignal(sig.(syscall.Signal)); done {
 				return m.finish(sig == unix.SIGQUIT)
@@ -104,7 +139,7 @@ func (m *master) onSignal(sig syscall.Signal) bool {
 	m.log.Info("signal received", "signal", unix.SignalName(sig))
 	switch sig {
 	case unix.SIGHUP:
-		m.beginUpgrade(nil)
+		m.beginUpgrade(-1, nil)
 	case unix.SIGUSR1:
 		m.sup.do(func() { m.sup.startRolling("rolling", make(chan error, 1)) })
 	case unix.SIGTTIN, unix.SIGTTOU:
@@ -123,12 +158,16 @@ func (m *master) onSignal(sig syscall.Signal) bool {
 	return false
 }
 
-// beginUpgrade runs in the loop goroutine.
-func (m *master) beginUpgrade(reply chan error) {
+// beginUpgrade runs in the loop goroutine. canary is this upgrade's canary
+// duration; negative: the configured one.
+func (m *master) beginUpgrade(canary time.Duration, reply chan error) {
+	if canary < 0 {
+		canary = m.cfg.Canary.Duration
+	}
 	g := gate{stopping: m.up.stopping, ready: m.ready, parentGone: isClosed(m.parentExited), pid1: os.Getpid() == 1}
 	m.up.begin(g, func() linkMsg {
 		m.res.link.dropStaleAnnouncements()
-		var offer linkMsg
+		offer := linkMsg{CanaryMs: canary.Milliseconds()}
 		m.sup.do(func() { offer.Workers, offer.Restarts = m.sup.desired, m.sup.restartCounts() })
 		return offer
 	}, reply)

@@ -5,6 +5,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/signal"
@@ -95,6 +96,7 @@ func (m *master) open(fds *tableflip.Fds) error {
 	m.agg = aggregate.NewAggregator(aggregate.AggregatorOptions{Logger: m.log})
 	m.startHist = newStartHistogram()
 	m.up = newUpgrade(m.upg, m.res.link, m.res.sd, m.log, m.gen, m.prev.Upgrades, m.cfg.PIDFile)
+	maps.Copy(m.up.rollbacks, m.prev.Rollbacks)
 	return nil
 }
 
@@ -102,9 +104,14 @@ func (m *master) open(fds *tableflip.Fds) error {
 func (m *master) start() {
 	exits := make(chan exitEvent)
 	notes := make(chan noteEvent)
+	desired := m.cfg.Workers
+	if d := time.Duration(m.prev.CanaryMs) * time.Millisecond; d > 0 && m.upg.HasParent() {
+		m.canary = newCanaryStage(d, desired)
+		desired = 1
+	}
 	m.procs = newExecProcs(m.spawnSpec(), exits, m.cfg.Grace, m.log)
 	m.sup = newSupervisor(superConfig{
-		desired: m.cfg.Workers, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
+		desired: desired, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
 		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
 		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.hooks(),
 		maxRSS: m.cfg.MaxRSS, observeStart: func(d time.Duration) { m.startHist.Observe(d.Seconds()) },

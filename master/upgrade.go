@@ -33,6 +33,9 @@ type upgrader interface {
 type successorLink interface {
 	offer(linkMsg) error
 	successorPid(timeout time.Duration) (int, error)
+	// rolledBack returns the rollback message of the current attempt, if
+	// its new master sent one (waiting up to timeout).
+	rolledBack(timeout time.Duration) (linkMsg, bool)
 }
 
 // notifier tells the service manager (systemd) what happens; a nil
@@ -87,21 +90,22 @@ type upgrade struct {
 	active     atomic.Bool
 	began      time.Time
 	replies    []chan error
-	counts     map[string]uint64 // by result: success, failed, refused
+	counts     map[string]uint64 // by result: success, failed, rolled_back, refused
+	rollbacks  map[string]uint64 // by cause: start, crash, 5xx, latency
 	handedOver bool
 	stopping   bool
 	pidFile    string
 }
 
 // upgradeResults are the results counted in prefork_upgrades_total.
-var upgradeResults = []string{"success", "failed", "refused"}
+var upgradeResults = []string{"success", "failed", "rolled_back", "refused"}
 
 // newUpgrade makes the upgrade part; pidFile is the master's pid file
 // ("" for none), which decides how the service manager learns of the new
 // master (see finished).
 func newUpgrade(upg upgrader, next successorLink, sd notifier, log *slog.Logger, gen int, counts map[string]uint64, pidFile string) *upgrade {
 	u := &upgrade{upg: upg, next: next, sd: sd, log: log, now: time.Now, gen: gen, pidFile: pidFile,
-		results: make(chan error, 1), counts: map[string]uint64{}}
+		results: make(chan error, 1), counts: map[string]uint64{}, rollbacks: map[string]uint64{}}
 	maps.Copy(u.counts, counts)
 	return u
 }
@@ -137,6 +141,7 @@ func (u *upgrade) begin(g gate, offer func() linkMsg, reply chan error) {
 		msg.Upgrades = map[string]uint64{}
 	}
 	msg.Upgrades["success"]++ // counted by the successor, which exists only if this one succeeds
+	msg.Rollbacks = maps.Clone(u.rollbacks)
 	if err := u.next.offer(msg); err != nil {
 		// The new master then starts as generation 1 with the configured
 		// worker count: worse figures, but it serves.
@@ -158,6 +163,18 @@ func (u *upgrade) finished(err error) bool {
 	took := u.now().Sub(u.began).Round(time.Millisecond)
 	replies := u.replies
 	u.replies = nil
+	if err != nil && !u.stopping {
+		if rb, ok := u.next.rolledBack(300 * time.Millisecond); ok {
+			u.counts["rolled_back"]++
+			u.rollbacks[rb.Cause]++
+			u.log.Error("upgrade rolled back: "+rb.Reason, "cause", rb.Cause, "took", took)
+			u.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(u.gen)+" (upgrade rolled back: "+rb.Reason+")")
+			for _, r := range replies {
+				r <- errors.New("upgrade rolled back: " + rb.Reason)
+			}
+			return false
+		}
+	}
 	if err != nil {
 		u.counts["failed"]++
 		if u.stopping {
@@ -206,8 +223,10 @@ func (u *upgrade) abandon() {
 	}
 }
 
-// snapshot copies the counters by result.
-func (u *upgrade) snapshot() map[string]uint64 { return maps.Clone(u.counts) }
+// snapshot copies the counters by result and the rollbacks by cause.
+func (u *upgrade) snapshot() (results, rollbacks map[string]uint64) {
+	return maps.Clone(u.counts), maps.Clone(u.rollbacks)
+}
 
 // close waits for the Upgrade call, if one runs (after abandon, it
 // returns promptly).

@@ -51,9 +51,19 @@ func (f *fakeUpgrader) Stop() {
 
 // fakeSuccessor records offers and announces a pid.
 type fakeSuccessor struct {
-	mu     sync.Mutex
-	offers []linkMsg
-	pid    int
+	mu       sync.Mutex
+	offers   []linkMsg
+	pid      int
+	rollback *linkMsg // what rolledBack returns, if set
+}
+
+func (f *fakeSuccessor) rolledBack(time.Duration) (linkMsg, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rollback == nil {
+		return linkMsg{}, false
+	}
+	return *f.rollback, true
 }
 
 func (f *fakeSuccessor) offer(m linkMsg) error {
@@ -146,8 +156,8 @@ func TestUpgradeReady(t *testing.T) {
 	if sd := h.sd.all(); !strings.Contains(sd, "RELOADING=1") || !strings.Contains(sd, "MAINPID=4242 READY=1") {
 		t.Errorf("systemd was told:\n%s", sd)
 	}
-	if got := h.u.snapshot()["success"]; got != 7 {
-		t.Errorf("success = %d, want 7", got)
+	if got, _ := h.u.snapshot(); got["success"] != 7 {
+		t.Errorf("success = %d, want 7", got["success"])
 	}
 }
 
@@ -184,8 +194,8 @@ func (h *upgradeHarness) failed(t *testing.T, cause error, reply chan error) {
 	if sd := h.sd.all(); !strings.Contains(sd, "READY=1 STATUS=serving, generation 7 (upgrade failed)") {
 		t.Errorf("systemd was not told that this generation serves on:\n%s", sd)
 	}
-	if got := h.u.snapshot()["failed"]; got != 1 {
-		t.Errorf("failed = %d, want 1", got)
+	if got, _ := h.u.snapshot(); got["failed"] != 1 {
+		t.Errorf("failed = %d, want 1", got["failed"])
 	}
 	again := make(chan error, 1)
 	h.u.begin(openGate, offerOf(1), again)
@@ -241,8 +251,8 @@ func TestUpgradeDuringUpgradeRefused(t *testing.T) {
 	if offered || len(h.next.offers) != 1 {
 		t.Errorf("a refused upgrade made an offer (%d offers)", len(h.next.offers))
 	}
-	if got := h.u.snapshot()["refused"]; got != 1 {
-		t.Errorf("refused = %d, want 1", got)
+	if got, _ := h.u.snapshot(); got["refused"] != 1 {
+		t.Errorf("refused = %d, want 1", got["refused"])
 	}
 	h.upg.outcome <- nil
 	if !h.u.finished(h.result(t)) {
@@ -291,5 +301,29 @@ func TestUpgradeRefusals(t *testing.T) {
 		if h.u.running() || h.upg.calls != 0 {
 			t.Errorf("%+v: refused upgrade ran", tc.g)
 		}
+	}
+}
+
+// A new master that exits after a failed canary has sent its reason: the
+// upgrade counts as rolled back (not failed), by cause, and the reply and
+// systemd's status give the reason.
+func TestUpgradeRolledBack(t *testing.T) {
+	h := newUpgradeHarness(t)
+	h.next.rollback = &linkMsg{Kind: "rollback", Cause: cause5xx, Reason: "canary 5xx ratio 20.0% (60 of 300 requests)"}
+	reply := make(chan error, 1)
+	h.u.begin(openGate, offerOf(3), reply)
+	h.upg.outcome <- errors.New("child pid=9 exited: exit status 1")
+	if h.u.finished(h.result(t)) {
+		t.Fatal("finished = true after a rollback")
+	}
+	if err := <-reply; err == nil || !strings.Contains(err.Error(), "upgrade rolled back: canary 5xx ratio 20.0%") {
+		t.Errorf("reply: %v", err)
+	}
+	results, rollbacks := h.u.snapshot()
+	if results["rolled_back"] != 1 || results["failed"] != 0 || rollbacks[cause5xx] != 1 {
+		t.Errorf("results %v, rollbacks %v: want one rolled_back (5xx), no failed", results, rollbacks)
+	}
+	if sd := h.sd.all(); !strings.Contains(sd, "upgrade rolled back: canary 5xx") || !strings.Contains(sd, "READY=1") {
+		t.Errorf("systemd was told:\n%s", sd)
 	}
 }

@@ -26,6 +26,18 @@ func (a *Aggregator) Totals() *Carry {
 	return carryOf(sets)
 }
 
+// LiveTotals is Totals of the live workers alone: no carry, no
+// predecessor. Like Totals it does not scrape: call it after a Gather.
+func (a *Aggregator) LiveTotals() *Carry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sets := make(map[int]seriesSet)
+	for _, w := range a.workers {
+		foldFamilies(sets, w.slot, w.snapshot())
+	}
+	return carryOf(sets)
+}
+
 // AddCarry permanently adds c (a predecessor's final totals, or a piece of
 // them from Split) into the per-slot carry. c is not modified nor retained;
 // invalid series are dropped as by Carry.Merge. While a predecessor is set

@@ -37,7 +37,7 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return usageError{errors.New("ctl: want status [-json] | reload | restart | scale N | stop")}
+		return usageError{errors.New("ctl: want status [-json] | reload [-canary D] | restart | scale N | stop")}
 	}
 	c := &ctlClient{path: *path, http: &http.Client{
 		Timeout: *timeout,
@@ -57,7 +57,9 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 	switch cmd := rest[0]; cmd {
 	case "status":
 		return c.status(rest[1:], stdout)
-	case "reload", "restart", "stop":
+	case "reload":
+		return c.reload(rest[1:], stdout)
+	case "restart", "stop":
 		var res ctlResult
 		if _, err := c.do("POST", "/"+cmd, &res); err != nil {
 			return err
@@ -80,6 +82,29 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 	default:
 		return usageError{fmt.Errorf("ctl: unknown command %q (want status, reload, restart, scale or stop)", cmd)}
 	}
+}
+
+// reload is "ctl reload [-canary D]": it waits for the upgrade's outcome.
+func (c *ctlClient) reload(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	canary := fs.String("canary", "", "start the new generation with a canary judged for this long (overrides -canary for this upgrade; 0: none)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{fmt.Errorf("ctl reload: %v", err)}
+	}
+	path := "/reload"
+	if *canary != "" {
+		if d, err := time.ParseDuration(*canary); err != nil || d < 0 {
+			return usageError{fmt.Errorf("ctl reload -canary %q: want a duration such as 30s (0: no canary)", *canary)}
+		}
+		path += "?canary=" + url.QueryEscape(*canary)
+	}
+	var res ctlResult
+	if _, err := c.do("POST", path, &res); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "reload: ok")
+	return nil
 }
 
 // status is "ctl status [-json]".

@@ -44,6 +44,7 @@ type options struct {
 	user, group     string
 	maxRSS          string
 	maxRequests     int
+	canary          master.CanaryConfig
 	cred            *master.Credential
 	maxRSSBytes     uint64
 }
@@ -55,7 +56,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 const usageText = `Usage:
   NAME [flags] [-- COMMAND ARGS...]   supervise workers (the app, or COMMAND)
-  NAME ctl [-control PATH] status [-json] | reload | restart | scale N | stop
+  NAME ctl [-control PATH] status [-json] | reload [-canary D] | restart | scale N | stop
   NAME state build -in data.tsv -out table.bin
 
 Flags:
@@ -89,6 +90,10 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.balance, "balance", "conns", "how Go workers share the accept queue: conns (one holding more than its share of open connections leaves new ones to the others for up to 5ms), accepts (also by connections accepted: fresh connections spread evenly, fewer requests/s on a saturated machine), off")
 	fs.BoolVar(&o.externalMetrics, "external-metrics", false, "give external workers (-- COMMAND) a metrics socket (PREFORK_METRICS_FD) and wait for their answers at each scrape; only for commands that speak its protocol")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
+	fs.DurationVar(&o.canary.Duration, "canary", 0, "start each upgrade with one new worker serving beside the old generation this long, judged before the rest start (rolled back on a crash or worse HTTP figures); 0 = off")
+	fs.Float64Var(&o.canary.Max5xx, "canary-max-5xx", 1, "percentage points by which the canary's 5xx ratio may exceed the old generation's")
+	fs.IntVar(&o.canary.MinRequests, "canary-min-requests", 100, "HTTP requests the canary must serve for its figures to be judged (else only its exits count)")
+	fs.Float64Var(&o.canary.MaxP99Ratio, "canary-max-p99-ratio", 0, "the canary's p99 latency may be at most this times the old generation's; 0 = not judged")
 	if p.Flags != nil {
 		p.Flags(fs)
 	}
@@ -199,6 +204,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		Credential:      o.cred,
 		MaxRSS:          o.maxRSSBytes,
 		MaxRequests:     o.maxRequests,
+		Canary:          o.canary,
 		ExternalMetrics: o.externalMetrics,
 		Balance:         o.balance,
 		Logger:          logger,

@@ -1,0 +1,121 @@
+//go:build linux
+
+package integration
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// mixedLoad is keep-alive and fresh-connection clients on "/".
+type mixedLoad []*Load
+
+func startMixed(t *testing.T, m *Master) mixedLoad {
+	return mixedLoad{startLoad(t, m.URL("/"), 2, KeepAlive), startLoad(t, m.URL("/"), 2, Fresh)}
+}
+
+// stop stops the clients and returns what they saw: answers, connection
+// errors (not HTTP statuses), and non-2xx answers.
+func (ls mixedLoad) stop() (ok, connErrs, non2xx int64, errs []string) {
+	for _, l := range ls {
+		l.Stop()
+		ok += l.ok.Load()
+		connErrs += l.failed.Load() - l.non2xx.Load()
+		non2xx += l.non2xx.Load()
+		errs = append(errs, l.Errors()...)
+	}
+	return ok, connErrs, non2xx, errs
+}
+
+// A good build passes the canary and takes over, with no failed request.
+func TestCanaryPassesGoodBuild(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2, Args: []string{"-canary", "2s"}})
+	load := startMixed(t, m)
+	took := m.Upgrade("v2", 2)
+	time.Sleep(300 * time.Millisecond)
+	ok, connErrs, non2xx, errs := load.stop()
+	t.Logf("upgrade with a 2 s canary took %v; %d requests, %d connection errors, %d non-2xx", took.Round(time.Millisecond), ok, connErrs, non2xx)
+	if connErrs+non2xx != 0 {
+		t.Errorf("%d connection errors, %d non-2xx answers: %v", connErrs, non2xx, errs)
+	}
+	if took < 2*time.Second {
+		t.Errorf("the new generation took over after %v, before the 2 s canary could be judged", took)
+	}
+	if l := logLines(m.Log.String(), "canary passed"); len(l) != 1 || !strings.Contains(l[0], "requests") {
+		t.Errorf("no (or more than one) \"canary passed\" line with figures: %q", l)
+	}
+}
+
+// A build that answers 500 to 20% of requests is rolled back: ctl reload
+// -canary fails with the figures, the old generation serves on untouched,
+// no connection fails, and the rollback is counted by cause.
+func TestCanaryRollsBackErrors(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2})
+	before := m.WaitWorkers(2, 20*time.Second).ReadyPIDs()
+	master := m.PID()
+	load := startMixed(t, m)
+	testutil.CopyFile(t, bin("v2bad"), m.Exe)
+	out, code := m.ctl(t, "reload", "-canary", "3s")
+	testutil.CopyFile(t, bin("v1"), m.Exe)
+	time.Sleep(300 * time.Millisecond)
+	ok, connErrs, non2xx, errs := load.stop()
+	t.Logf("ctl reload: exit %d: %s", code, strings.TrimSpace(out))
+	t.Logf("%d requests, %d connection errors, %d non-2xx (the canary's 500s)", ok, connErrs, non2xx)
+	if code == 0 || !strings.Contains(out, "upgrade rolled back: canary 5xx ratio") || !strings.Contains(out, "for the old generation") {
+		t.Errorf("ctl reload: exit %d, %q; want a failure naming the 5xx figures", code, out)
+	}
+	if connErrs != 0 {
+		t.Errorf("%d connection errors: %v", connErrs, errs)
+	}
+	if non2xx == 0 {
+		t.Error("no 500 seen: the canary did not serve, and the test proves nothing")
+	}
+	st := m.WaitWorkers(2, 20*time.Second)
+	if st.PID != master || st.Generation != 1 || st.Version != "v1" || !slices.Equal(st.ReadyPIDs(), before) {
+		t.Errorf("after the rollback: master %d generation %d %s workers %v; want %d, 1, v1, %v (untouched)",
+			st.PID, st.Generation, st.Version, st.ReadyPIDs(), master, before)
+	}
+	if l := logLines(m.Log.String(), "upgrade rolled back: canary 5xx ratio", "cause=5xx"); len(l) != 1 {
+		t.Errorf("the old master did not log the rollback once: %q", l)
+	}
+	for name, want := range map[string]float64{`prefork_upgrades_total{result="rolled_back"}`: 1, `prefork_upgrade_rollbacks_total{reason="5xx"}`: 1,
+		`prefork_upgrades_total{result="failed"}`: 0} {
+		if v, found := m.masterGauge(name); !found || v != want {
+			t.Errorf("%s = %v (found %v), want %v", name, v, found, want)
+		}
+	}
+}
+
+// A build whose workers crash after 2 s of serving is rolled back by a
+// 5 s canary (-canary, SIGHUP), and the rollback is counted as a crash.
+func TestCanaryRollsBackCrash(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2, Args: []string{"-canary", "5s"}})
+	master := m.PID()
+	load := startMixed(t, m)
+	testutil.CopyFile(t, bin("v2crash"), m.Exe)
+	m.Signal(unix.SIGHUP)
+	testutil.WaitFor(t, 30*time.Second, "the rollback", func() bool {
+		return len(logLines(m.Log.String(), "upgrade rolled back:")) > 0
+	})
+	testutil.CopyFile(t, bin("v1"), m.Exe)
+	ok, connErrs, _, errs := load.stop()
+	t.Logf("%d requests, %d connection errors (the crashed canary's accepted ones): %v", ok, connErrs, errs)
+	l := logLines(m.Log.String(), "upgrade rolled back:")
+	if !strings.Contains(l[0], "exited after serving") || !strings.Contains(l[0], "exit status 1") {
+		t.Errorf("rollback reason %q: want the canary's exit after serving, with its status", l[0])
+	}
+	st := m.WaitWorkers(2, 20*time.Second)
+	if st.PID != master || st.Generation != 1 || st.Version != "v1" {
+		t.Errorf("after the rollback: master %d generation %d %s; want %d, 1, v1", st.PID, st.Generation, st.Version, master)
+	}
+	if v, found := m.masterGauge(`prefork_upgrade_rollbacks_total{reason="crash"}`); !found || v != 1 {
+		t.Errorf("crash rollbacks = %v (found %v), want 1", v, found)
+	}
+	// The old master serves on and can still be upgraded.
+	m.Upgrade("v2", 2)
+}
