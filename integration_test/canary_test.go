@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -118,4 +120,92 @@ func TestCanaryRollsBackCrash(t *testing.T) {
 	}
 	// The old master serves on and can still be upgraded.
 	m.Upgrade("v2", 2)
+}
+
+// workersBelow counts the live worker processes below the test (both
+// generations'): processes whose environment has PREFORK_WORKER.
+func workersBelow() int {
+	n := 0
+	for _, pid := range testutil.Descendants(os.Getpid()) {
+		if p, ok := testutil.ProcInfo(pid); !ok || p.State == 'Z' {
+			continue
+		}
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if strings.Contains(string(env), "PREFORK_WORKER=") {
+			n++
+		}
+	}
+	return n
+}
+
+// With -upgrade-surge 1 and 4 workers, an upgrade never runs more than 5
+// worker processes (sampled every 10 ms), and no request fails.
+func TestUpgradeSurge(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 4, Args: []string{"-upgrade-surge", "1"}})
+	m.WaitWorkers(4, 20*time.Second)
+	load := startMixed(t, m)
+	stop := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		p := 0
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				peak <- p
+				return
+			case <-tick.C:
+				p = max(p, workersBelow())
+			}
+		}
+	}()
+	took := m.Upgrade("v2", 4)
+	// The old generation drains its last worker.
+	testutil.WaitFor(t, 30*time.Second, "one master", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
+	close(stop)
+	p := <-peak
+	ok, connErrs, non2xx, errs := load.stop()
+	t.Logf("upgrade with surge 1 took %v; peak %d worker processes; %d requests, %d failed", took.Round(time.Millisecond), p, ok, connErrs+non2xx)
+	if p > 5 {
+		t.Errorf("peak %d worker processes during the upgrade, want at most 4 + 1", p)
+	}
+	if p < 4 {
+		t.Errorf("peak %d worker processes: the sampling saw nothing", p)
+	}
+	if connErrs+non2xx != 0 {
+		t.Errorf("%d failed requests: %v", connErrs+non2xx, errs)
+	}
+	if l := logLines(m.Log.String(), "retiring one worker of this generation"); len(l) != 3 {
+		t.Errorf("the old generation retired %d workers for the new one, want 3 (4 - surge 1):\n%s", len(l), strings.Join(l, "\n"))
+	}
+}
+
+// A new master that dies in the middle of a surge-controlled upgrade
+// leaves the old generation serving: the old master starts again the
+// workers it retired for it.
+func TestUpgradeSurgeFailureRestoresOldWorkers(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 4, Args: []string{"-upgrade-surge", "1"}})
+	m.WaitWorkers(4, 20*time.Second)
+	old := m.PID()
+	testutil.CopyFile(t, bin("v2"), m.Exe)
+	m.Signal(unix.SIGHUP)
+	testutil.WaitFor(t, 30*time.Second, "the old generation to retire a worker", func() bool {
+		return len(logLines(m.Log.String(), "retiring one worker of this generation")) > 0
+	})
+	for _, pid := range mastersBelow() {
+		if pid != old {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	testutil.WaitFor(t, 30*time.Second, "the retired workers started again", func() bool {
+		return len(logLines(m.Log.String(), "starting again the workers the surge retired")) == 1
+	})
+	st := m.WaitWorkers(4, 30*time.Second)
+	if st.PID != old || st.Generation != 1 || st.Version != "v1" || st.Desired != 4 {
+		t.Errorf("after the failed upgrade: master %d generation %d %s desired %d; want %d, 1, v1, 4", st.PID, st.Generation, st.Version, st.Desired, old)
+	}
+	if code, body, err := get(fresh(), m.URL("/")); err != nil || code != 200 || !strings.Contains(body, "version=v1") {
+		t.Errorf("after the failed upgrade: %d %q %v", code, body, err)
+	}
 }

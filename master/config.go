@@ -96,6 +96,11 @@ type Config struct {
 	// that many requests (plus up to 10% jitter, so that workers don't
 	// recycle together). Zero: off.
 	MaxRequests int
+	// UpgradeSurge, when positive, bounds an upgrade to Workers+UpgradeSurge
+	// worker processes at any moment: the new master starts that many, and
+	// the old master retires one of its own for each further one (see the
+	// README's "Upgrades"). Zero: the whole new generation at once.
+	UpgradeSurge int
 	// Canary, when its Duration is positive, starts every upgrade with one
 	// new worker judged against the old generation (see CanaryConfig).
 	Canary CanaryConfig
@@ -215,6 +220,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.validateControl(); err != nil {
 		return err
+	}
+	if c.UpgradeSurge < 0 || c.UpgradeSurge > MaxWorkers {
+		return fmt.Errorf("%w: -upgrade-surge %d: want 0 (all at once) to %d", ErrConfig, c.UpgradeSurge, MaxWorkers)
 	}
 	if err := c.Canary.validate(c.UpgradeTimeout); err != nil {
 		return err

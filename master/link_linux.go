@@ -47,6 +47,8 @@ type fileStore interface {
 //	        canary's figures are compared over a window).
 //	"rollback" new → old, before a new master whose canary failed exits:
 //	        Cause and Reason, which the old master logs and reports.
+//	"retire" new → old (surge): stop one of your workers; "retired"
+//	        old → new once it has exited (PID; 0 if none could be).
 //
 // Attempt numbers tell one upgrade attempt from a failed earlier one whose
 // offer may still be queued.
@@ -68,6 +70,8 @@ type linkMsg struct {
 	// by cause (offer), carried on like Upgrades.
 	CanaryMs  int64             `json:"canary_ms,omitempty"`
 	Rollbacks map[string]uint64 `json:"rollbacks,omitempty"`
+	// Surge is the upgrade's surge (offer; 0: all workers at once).
+	Surge int `json:"surge,omitempty"`
 	// Cause and Reason say why a canary failed (rollback).
 	Cause  string `json:"cause,omitempty"`
 	Reason string `json:"reason,omitempty"`
@@ -78,14 +82,19 @@ type linkMsg struct {
 // its predecessor (nil at a first start). Its goroutines (serveSuccessor,
 // and followPredecessor in a new master) stop at close.
 type link struct {
-	succ      *os.File // our end towards successors
-	pred      *os.File // inherited end towards the predecessor; nil at first start
-	log       *slog.Logger
-	n         int // attempts made
-	got       linkMsg
-	wmu       sync.Mutex                                                       // serialises writes to succ
-	pids      chan linkMsg                                                     // successors' pid announcements, from serveSuccessor
-	rbs       chan linkMsg                                                     // successors' rollback messages, from serveSuccessor
+	succ    *os.File // our end towards successors
+	pred    *os.File // inherited end towards the predecessor; nil at first start
+	log     *slog.Logger
+	n       int // attempts made
+	got     linkMsg
+	wmu     sync.Mutex   // serialises writes to succ
+	pids    chan linkMsg // successors' pid announcements, from serveSuccessor
+	rbs     chan linkMsg // successors' rollback messages, from serveSuccessor
+	retired chan linkMsg // the predecessor's "retired" answers (surge), from followPredecessor
+	// onRetire and awaitExit serve a successor's "retire" (surge): stop
+	// one worker, and wait for its exit. Set before serveSuccessor.
+	onRetire  func() (pid int, err error)
+	awaitExit func(pid int)
 	predQuery func(ctx context.Context, kind string) (*aggregate.Carry, error) // set by followPredecessor
 	quit      chan struct{}
 	wg        sync.WaitGroup
@@ -94,7 +103,7 @@ type link struct {
 }
 
 func newLink(fds fileStore, log *slog.Logger) (*link, error) {
-	h := &link{log: log, pids: make(chan linkMsg, 4), rbs: make(chan linkMsg, 4), quit: make(chan struct{})} // announcements of a few attempts
+	h := &link{log: log, pids: make(chan linkMsg, 4), rbs: make(chan linkMsg, 4), retired: make(chan linkMsg, MaxWorkers), quit: make(chan struct{})} // announcements of a few attempts
 	pred, err := fds.File(linkName)
 	if err != nil {
 		return nil, fmt.Errorf("succession link: %w", err)

@@ -85,6 +85,20 @@ func (h *link) fromSuccessor(msg linkMsg, agg totalsSource, announced func()) {
 	case "fresh":
 		agg.Gather() // refresh the workers' snapshots that Totals reads
 		h.sendTotals(agg, "reply", msg.ID)
+	case "retire":
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			pid, err := h.onRetire()
+			if err != nil {
+				h.log.Warn("upgrade surge: cannot retire a worker", "err", err)
+			} else if pid > 0 {
+				h.awaitExit(pid)
+			}
+			if err := h.send(linkMsg{Attempt: msg.Attempt, Kind: "retired", PID: pid}); err != nil {
+				h.log.Warn("upgrade surge: cannot tell the new master", "err", err)
+			}
+		}()
 	case "rollback":
 		select {
 		case h.rbs <- msg:
@@ -154,6 +168,11 @@ func (p *predecessor) read() {
 		case "reply":
 			select {
 			case p.replies <- msg:
+			default:
+			}
+		case "retired":
+			select {
+			case p.h.retired <- msg:
 			default:
 			}
 		case "final":

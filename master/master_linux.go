@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,8 @@ type master struct {
 	removeWG     sync.WaitGroup // aggregator removals of exited workers
 	ready        bool           // the first workers were all ready
 	canary       *canaryStage   // nil: no canary stage (set in start, never changed)
+	ramp         *ramp          // nil: no surge control in this new master
+	surgeRetired atomic.Int64   // workers retired for a successor's surge
 }
 
 func (m *master) loop(ctx context.Context) error {
@@ -77,9 +80,13 @@ func (m *master) loop(ctx context.Context) error {
 			parentExited = nil
 		case <-first:
 			first = nil
-			if m.canary != nil {
+			switch {
+			case m.canary != nil:
 				canaryEnd = m.beginCanary()
-			} else {
+			case m.ramp != nil:
+				allReady = time.NewTicker(10 * time.Millisecond)
+				allReadyC = allReady.C
+			default:
 				m.becomeReady()
 			}
 		case <-canaryEnd:
@@ -87,16 +94,22 @@ func (m *master) loop(ctx context.Context) error {
 			if rb, failed := m.judgeCanary(); failed {
 				return m.rollBack(rb)
 			}
-			m.passCanary()
+			if m.ramp == nil {
+				m.passCanary()
+			}
 			allReady = time.NewTicker(10 * time.Millisecond)
 			allReadyC = allReady.C
 		case rb := <-canaryFailed:
 			return m.rollBack(rb)
 		case <-allReadyC:
-			if m.allReady() {
+			if m.allReady() && (m.ramp == nil || m.rampStep()) {
 				allReady.Stop()
 				allReady, allReadyC = nil, nil
 				m.becomeReady()
+			}
+		case <-m.res.link.retired:
+			if m.ramp != nil {
+				m.onRetired()
 			}
 		case sig := <-m.sigs:
 			if done := m.onSignal(sig.(syscall.Signal)); done {
@@ -109,8 +122,11 @@ func (m *master) loop(ctx context.Context) error {
 		case err := <-m.up.results:
 			if m.up.finished(err) {
 				return m.finish(false)
-			} else if m.metricsSrv != nil {
-				m.metricsSrv.resume() // in case the successor got as far as announcing itself
+			} else {
+				if m.metricsSrv != nil {
+					m.metricsSrv.resume() // in case the successor got as far as announcing itself
+				}
+				m.restoreSurge()
 			}
 		case <-ctx.Done():
 			return m.finish(false)
@@ -167,7 +183,7 @@ func (m *master) beginUpgrade(canary time.Duration, reply chan error) {
 	g := gate{stopping: m.up.stopping, ready: m.ready, parentGone: isClosed(m.parentExited), pid1: os.Getpid() == 1}
 	m.up.begin(g, func() linkMsg {
 		m.res.link.dropStaleAnnouncements()
-		offer := linkMsg{CanaryMs: canary.Milliseconds()}
+		offer := linkMsg{CanaryMs: canary.Milliseconds(), Surge: m.cfg.UpgradeSurge}
 		m.sup.do(func() { offer.Workers, offer.Restarts = m.sup.desired, m.sup.restartCounts() })
 		return offer
 	}, reply)

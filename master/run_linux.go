@@ -105,10 +105,16 @@ func (m *master) start() {
 	exits := make(chan exitEvent)
 	notes := make(chan noteEvent)
 	desired := m.cfg.Workers
+	if n := m.prev.Surge; n > 0 && n < desired && m.upg.HasParent() {
+		m.ramp = &ramp{full: desired, surge: n}
+	}
 	if d := time.Duration(m.prev.CanaryMs) * time.Millisecond; d > 0 && m.upg.HasParent() {
 		m.canary = newCanaryStage(d, desired)
 		desired = 1
+	} else if m.ramp != nil {
+		desired = m.ramp.surge
 	}
+	m.res.link.onRetire, m.res.link.awaitExit = m.retireOne, m.awaitExit
 	m.procs = newExecProcs(m.spawnSpec(), exits, m.cfg.Grace, m.log)
 	m.sup = newSupervisor(superConfig{
 		desired: desired, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,

@@ -45,6 +45,7 @@ type options struct {
 	maxRSS          string
 	maxRequests     int
 	canary          master.CanaryConfig
+	upgradeSurge    int
 	cred            *master.Credential
 	maxRSSBytes     uint64
 }
@@ -90,6 +91,7 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.balance, "balance", "conns", "how Go workers share the accept queue: conns (one holding more than its share of open connections leaves new ones to the others for up to 5ms), accepts (also by connections accepted: fresh connections spread evenly, fewer requests/s on a saturated machine), off")
 	fs.BoolVar(&o.externalMetrics, "external-metrics", false, "give external workers (-- COMMAND) a metrics socket (PREFORK_METRICS_FD) and wait for their answers at each scrape; only for commands that speak its protocol")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
+	fs.IntVar(&o.upgradeSurge, "upgrade-surge", 0, "at most -workers + N worker processes during an upgrade: the old generation retires one worker for each new one beyond N; 0 = start the new generation at once")
 	fs.DurationVar(&o.canary.Duration, "canary", 0, "start each upgrade with one new worker serving beside the old generation this long, judged before the rest start (rolled back on a crash or worse HTTP figures); 0 = off")
 	fs.Float64Var(&o.canary.Max5xx, "canary-max-5xx", 1, "percentage points by which the canary's 5xx ratio may exceed the old generation's")
 	fs.IntVar(&o.canary.MinRequests, "canary-min-requests", 100, "HTTP requests the canary must serve for its figures to be judged (else only its exits count)")
@@ -205,6 +207,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		MaxRSS:          o.maxRSSBytes,
 		MaxRequests:     o.maxRequests,
 		Canary:          o.canary,
+		UpgradeSurge:    o.upgradeSurge,
 		ExternalMetrics: o.externalMetrics,
 		Balance:         o.balance,
 		Logger:          logger,
