@@ -5,6 +5,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -207,5 +208,35 @@ func TestUpgradeSurgeFailureRestoresOldWorkers(t *testing.T) {
 	}
 	if code, body, err := get(fresh(), m.URL("/")); err != nil || code != 200 || !strings.Contains(body, "version=v1") {
 		t.Errorf("after the failed upgrade: %d %q %v", code, body, err)
+	}
+}
+
+// Canaries work for external workers, judged on their exits: a Python
+// worker's upgrade passes a 1 s canary; one started while the crash switch
+// is on exits after 1 s and is rolled back.
+func TestCanaryExternalWorkers(t *testing.T) {
+	script, err := filepath.Abs("testdata/worker.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	m := startMaster(t, Opts{Workers: 2, Command: []string{"python3", script}, Args: []string{"-canary", "2s"},
+		Env: []string{"WORKER_CRASH_IF=" + crash}})
+	m.WaitWorkers(2, 30*time.Second)
+	m.Upgrade("v2", 2)
+	if l := logLines(m.Log.String(), "canary passed"); len(l) != 1 || !strings.Contains(l[0], "judged on exits only") {
+		t.Errorf("the external canary's pass: %q; want one line saying it was judged on exits only", l)
+	}
+	if err := os.WriteFile(crash, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the old master gone", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
+	gen := m.Status().Generation
+	m.Signal(unix.SIGHUP)
+	testutil.WaitFor(t, 30*time.Second, "the rollback", func() bool {
+		return len(logLines(m.Log.String(), "upgrade rolled back:", "cause=crash")) == 1
+	})
+	if st := m.Status(); st.Generation != gen {
+		t.Errorf("generation %d after the rollback, want %d", st.Generation, gen)
 	}
 }

@@ -37,8 +37,9 @@ func (m *Master) masterGauge(name string) (float64, bool) {
 
 // TestChaos runs mixed load while random faults hit the master and its
 // workers: worker SIGKILL and SIGSTOP (the heartbeat must catch it),
-// SIGTTIN/SIGTTOU, SIGUSR1, upgrades (some to a broken binary), scrapes and
-// ctl status. Throughout and at the end: one master serving, the desired
+// SIGTTIN/SIGTTOU, SIGUSR1, upgrades (some to a broken binary, some with a
+// canary: of a good build, and of one answering 500 that is rolled back),
+// scrapes and ctl status. Throughout and at the end: one master serving, the desired
 // worker count reached, no zombie, bounded fds and goroutines, failures
 // only from requests in flight on killed workers, and nothing left after
 // SIGTERM. About 60 s; 10 s with -short.
@@ -65,7 +66,7 @@ func TestChaos(t *testing.T) {
 
 	desired := 3
 	version := "v1"
-	var kills, stops, upgrades, badUpgrades, scrapes, statuses, rolls int
+	var kills, stops, upgrades, badUpgrades, goodCanaries, badCanaries, scrapes, statuses, rolls int
 	var maxFds, maxGoroutines float64
 	deadline := time.Now().Add(dur)
 	for time.Now().Before(deadline) {
@@ -101,6 +102,30 @@ func TestChaos(t *testing.T) {
 			m.Signal(unix.SIGUSR1)
 			rolls++
 		case 6:
+			switch r := rng.IntN(4); {
+			case r == 1 && st.Generation > 0:
+				// A canary upgrade: of a build answering 500 to 20% of
+				// requests (rolled back), or of a good one (passes).
+				testutil.WaitFor(t, 20*time.Second, "one master", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
+				m.WaitWorkers(desired, 30*time.Second)
+				if rng.IntN(2) == 0 {
+					testutil.CopyFile(t, bin("v2bad"), m.Exe)
+					out, code := m.ctl(t, "reload", "-canary", "1s")
+					testutil.CopyFile(t, bin(version), m.Exe)
+					if code == 0 || !strings.Contains(out, "rolled back") {
+						t.Errorf("canary upgrade to a bad build: exit %d, %s", code, out)
+					}
+					badCanaries++
+				} else {
+					version = map[string]string{"v1": "v2", "v2": "v1"}[version]
+					testutil.CopyFile(t, bin(version), m.Exe)
+					if out, code := m.ctl(t, "reload", "-canary", "1s"); code != 0 {
+						t.Errorf("canary upgrade to a good build: exit %d, %s", code, out)
+					}
+					goodCanaries++
+				}
+				continue
+			}
 			if rng.IntN(3) == 0 {
 				before := len(logLines(m.Log.String(), "upgrade failed"))
 				testutil.CopyFile(t, broken, m.Exe)
@@ -144,10 +169,16 @@ func TestChaos(t *testing.T) {
 	ka.Stop()
 	fr.Stop()
 	slow.Stop()
-	failed := ka.failed.Load() + fr.failed.Load() + slow.failed.Load()
+	// HTTP 500s come only from the bad builds' canaries: the limit below
+	// is on requests that got no answer.
+	non2xx := ka.non2xx.Load() + fr.non2xx.Load() + slow.non2xx.Load()
+	failed := ka.failed.Load() + fr.failed.Load() + slow.failed.Load() - non2xx
 	ok := ka.ok.Load() + fr.ok.Load() + slow.ok.Load()
-	t.Logf("chaos %v: %d SIGKILL, %d SIGSTOP, %d upgrades, %d bad upgrades, %d rolling restarts, %d scrapes, %d ctl status; final %d workers, generation %d",
-		dur, kills, stops, upgrades, badUpgrades, rolls, scrapes, statuses, desired, st.Generation)
+	t.Logf("chaos %v: %d SIGKILL, %d SIGSTOP, %d upgrades, %d bad upgrades, %d good and %d bad canary upgrades, %d rolling restarts, %d scrapes, %d ctl status; final %d workers, generation %d",
+		dur, kills, stops, upgrades, badUpgrades, goodCanaries, badCanaries, rolls, scrapes, statuses, desired, st.Generation)
+	if non2xx > 0 && badCanaries == 0 {
+		t.Errorf("%d non-2xx answers without a bad canary: %v %v %v", non2xx, ka.Errors(), fr.Errors(), slow.Errors())
+	}
 	t.Logf("requests ok %d, failed %d (refused %d); master max open fds %.0f, max goroutines %.0f",
 		ok, failed, ka.refused.Load()+fr.refused.Load()+slow.refused.Load(), maxFds, maxGoroutines)
 	if limit := int64((kills + stops) * clients); failed > limit {

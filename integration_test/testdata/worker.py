@@ -71,6 +71,11 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 srv = Server(fds["http"])
 signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
+# A test's crash switch: a worker started while this file exists exits with
+# status 1 one second after it is ready.
+crash_if = os.environ.get("WORKER_CRASH_IF")
+if crash_if and os.path.exists(crash_if):
+    threading.Timer(1.0, lambda: os._exit(1)).start()
 sd_notify("READY=1")
 srv.serve_forever(poll_interval=0.1)
 sd_notify("STOPPING=1")
