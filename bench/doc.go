@@ -30,7 +30,10 @@
 //     load, the master's descriptors, threads, goroutines and RSS sampled
 //     every 50 upgrades (their slopes reported), zombies counted, and what
 //     is left after the final SIGTERM (go run ./bench -sections 9 runs it
-//     alone, in about 5 minutes).
+//     alone, in about 5 minutes);
+// 10. an upgrade of 4 workers all at once, with -upgrade-surge 1, with a
+//     canary, and with both: its time, and the peak worker processes and
+//     peak sum of their PSS (3 turns, alternated).
 //
 // Every figure that matters is a ratio measured in the same run, or a
 // goal checked against a figure; the report says "met" or "missed — why".
@@ -44,7 +47,7 @@
 //
 // Files: one per section, each holding its run and its report:
 // throughput.go (§1), upgrade.go (§2–3), memory.go (§4–5), balance.go (§6),
-// scrape.go (§7), micro.go (§8), soak.go (§9); and the plumbing: main.go (flags,
+// scrape.go (§7), micro.go (§8), soak.go (§9), rollout.go (§10); and the plumbing: main.go (flags,
 // orchestration, machine), proc.go (starting and ending processes),
 // master.go (a preforkd master: its log pipe, pid file and control socket
 // status), load.go (the generator), wrk.go (running and parsing wrk

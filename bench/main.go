@@ -52,13 +52,14 @@ type results struct {
 	scrape     []scrapeRow
 	micro      *micro
 	soak       *soak
+	rollout    *rollout
 }
 
 func run() error {
 	quick := flag.Bool("quick", false, "a fast smoke run (shorter, fewer turns, smaller states); its report says so")
 	out := flag.String("out", "BENCHMARKS.md", "the report to write (relative to the module root)")
 	chart := flag.String("chart", "bench/chart.svg", "the chart to write (relative to the module root)")
-	only := flag.String("sections", "1,2,4,6,7,8,9", "sections to run (2 also runs 3, 4 also runs 5)")
+	only := flag.String("sections", "1,2,4,6,7,8,9,10", "sections to run (2 also runs 3, 4 also runs 5)")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errWrkMissing
@@ -100,6 +101,7 @@ func run() error {
 		{"7", "scrape latency", func() (err error) { res.scrape, err = b.runScrape(); return }},
 		{"8", "Go micro-benchmarks", func() (err error) { res.micro, err = b.runMicro(); return }},
 		{"9", "soak: 1,000 upgrades and 5,000 worker kills", func() (err error) { res.soak, err = b.runSoak(); return }},
+		{"10", "upgrades with a canary and with surge control", func() (err error) { res.rollout, err = b.runRollout(); return }},
 	}
 	for _, s := range steps {
 		if s.key != "build" && !sections[s.key] {

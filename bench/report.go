@@ -61,6 +61,9 @@ func renderReport(res *results, chart string) string {
 	if res.soak != nil {
 		body.soak(res.soak)
 	}
+	if res.rollout != nil {
+		body.rollout(res.rollout)
+	}
 
 	head := &report{}
 	head.p("# Benchmarks\n\n")
