@@ -31,7 +31,7 @@
 //     every 50 upgrades (their slopes reported), zombies counted, and what
 //     is left after the final SIGTERM (go run ./bench -sections 9 runs it
 //     alone, in about 5 minutes);
-// 10. an upgrade of 4 workers all at once, with -upgrade-surge 1, with a
+//  10. an upgrade of 4 workers all at once, with -upgrade-surge 1, with a
 //     canary, and with both: its time, and the peak worker processes and
 //     peak sum of their PSS (3 turns, alternated).
 //
