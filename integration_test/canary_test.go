@@ -240,3 +240,21 @@ func TestCanaryExternalWorkers(t *testing.T) {
 		t.Errorf("generation %d after the rollback, want %d", st.Generation, gen)
 	}
 }
+
+// A canary with too few requests to be judged gets its window extended up
+// to 3 × its duration, then passes on its exits alone.
+func TestCanaryWindowExtendedForTooFewRequests(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2, Args: []string{"-canary", "1s", "-canary-min-requests", "1000000"}})
+	load := startMixed(t, m)
+	took := m.Upgrade("v2", 2)
+	load.stop()
+	ext := logLines(m.Log.String(), "canary window extended")
+	passed := logLines(m.Log.String(), "canary passed", "judged on exits only")
+	t.Logf("upgrade took %v with %d extensions", took.Round(time.Millisecond), len(ext))
+	if len(ext) < 2 || len(passed) != 1 {
+		t.Errorf("%d extensions, %d passes on exits: want ≥ 2 and 1", len(ext), len(passed))
+	}
+	if took < 2500*time.Millisecond {
+		t.Errorf("the upgrade took %v: the 1 s window was not extended (by 0.5 s at a time, up to 3 s)", took)
+	}
+}

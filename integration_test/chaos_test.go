@@ -54,7 +54,7 @@ func TestChaos(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 42))
 	t.Logf("seed %d", seed)
-	m := startMaster(t, Opts{Workers: 3, Args: []string{"-heartbeat", "1s", "-grace", "5s", "-upgrade-timeout", "5s", "-stable-period", "200ms"}})
+	m := startMaster(t, Opts{Workers: 3, Args: []string{"-heartbeat", "1s", "-grace", "5s", "-upgrade-timeout", "5s", "-stable-period", "200ms", "-canary-min-requests", "50"}})
 	m.WaitWorkers(3, 20*time.Second)
 	broken := filepath.Join(m.Dir, "broken")
 	os.WriteFile(broken, []byte("#!/bin/sh\nexit 1\n"), 0o755)

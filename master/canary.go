@@ -23,6 +23,7 @@ const (
 type httpFigures struct {
 	requests, errors float64
 	buckets          map[float64]float64
+	seen             bool // the generation exports the HTTP series at all
 }
 
 // figuresOf sums c's HTTP series.
@@ -35,6 +36,7 @@ func figuresOf(c *aggregate.Carry) httpFigures {
 		for _, s := range series {
 			switch {
 			case s.Name == requestsSeries && s.Type == aggregate.TypeCounter:
+				f.seen = true
 				f.requests += float64(s.Value)
 				if strings.HasPrefix(s.Labels["code"], "5") {
 					f.errors += float64(s.Value)
@@ -51,7 +53,7 @@ func figuresOf(c *aggregate.Carry) httpFigures {
 
 // since is f minus an earlier reading of the same generation.
 func (f httpFigures) since(earlier httpFigures) httpFigures {
-	d := httpFigures{requests: f.requests - earlier.requests, errors: f.errors - earlier.errors, buckets: map[float64]float64{}}
+	d := httpFigures{requests: f.requests - earlier.requests, errors: f.errors - earlier.errors, buckets: map[float64]float64{}, seen: f.seen}
 	for le, n := range f.buckets {
 		d.buckets[le] = n - earlier.buckets[le]
 	}

@@ -66,33 +66,49 @@ func (m *master) beginCanary() <-chan time.Time {
 	return time.After(c.dur)
 }
 
-// judgeCanary ends the window: the figures over it decide.
-func (m *master) judgeCanary() (rollback linkMsg, failed bool) {
+// canaryExtend is how much longer a canary that has not served enough
+// requests to be judged serves before the next look.
+func (c *canaryStage) extendBy() time.Duration { return max(c.dur/2, 200*time.Millisecond) }
+
+// judgeCanary ends the window: the figures over it decide. A canary of an
+// app that reports HTTP figures (the old generation does) but that has
+// served fewer than MinRequests gets its window extended (wait > 0), up
+// to 3 × the duration and within the upgrade timeout; after that, or for
+// an app without HTTP figures, its exits alone decide.
+func (m *master) judgeCanary() (rollback linkMsg, failed bool, wait time.Duration) {
 	c := m.canary
 	newEnd := m.newFigures()
 	oldEnd, err := m.oldFigures()
+	canary := newEnd.since(c.newStart)
+	if c.oldOK && err == nil && oldEnd.seen && canary.requests < float64(m.cfg.Canary.MinRequests) {
+		served := time.Since(time.Unix(0, c.readyAt.Load()))
+		limit := min(3*c.dur, time.Until(m.started.Add(m.cfg.UpgradeTimeout-5*time.Second))+served)
+		if ext := c.extendBy(); served+ext <= limit {
+			m.log.Info("canary window extended: too few requests yet to judge", "requests", canary.requests, "want", m.cfg.Canary.MinRequests, "by", ext)
+			return linkMsg{}, false, ext
+		}
+	}
 	c.pending.Store(false)
 	select {
 	case rb := <-c.failed: // it exited just now
-		return rb, true
+		return rb, true, 0
 	default:
 	}
-	canary := newEnd.since(c.newStart)
 	if !c.oldOK || err != nil {
 		m.log.Info("canary passed (judged on its exits only: the old generation's figures could not be read)", "canary", canary.summary())
-		return linkMsg{}, false
+		return linkMsg{}, false, 0
 	}
 	old := oldEnd.since(c.oldStart)
 	cause, reason, note := m.cfg.Canary.rule().judge(canary, old)
 	if cause != "" {
-		return linkMsg{Cause: cause, Reason: reason}, true
+		return linkMsg{Cause: cause, Reason: reason}, true, 0
 	}
 	args := []any{"canary", canary.summary(), "old_generation", old.summary()}
 	if note != "" {
 		args = append(args, "note", note)
 	}
 	m.log.Info("canary passed; starting the other workers", args...)
-	return linkMsg{}, false
+	return linkMsg{}, false, 0
 }
 
 // oldFigures are the old generation's HTTP figures now (its master scrapes

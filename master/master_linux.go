@@ -90,8 +90,13 @@ func (m *master) loop(ctx context.Context) error {
 				m.becomeReady()
 			}
 		case <-canaryEnd:
+			rb, failed, wait := m.judgeCanary()
+			if wait > 0 {
+				canaryEnd = time.After(wait)
+				continue
+			}
 			canaryEnd, canaryFailed = nil, nil
-			if rb, failed := m.judgeCanary(); failed {
+			if failed {
 				return m.rollBack(rb)
 			}
 			if m.ramp == nil {
