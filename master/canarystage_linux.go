@@ -82,7 +82,9 @@ func (m *master) judgeCanary() (rollback linkMsg, failed bool, wait time.Duratio
 	canary := newEnd.since(c.newStart)
 	if c.oldOK && err == nil && oldEnd.seen && canary.requests < float64(m.cfg.Canary.MinRequests) {
 		served := time.Since(time.Unix(0, c.readyAt.Load()))
-		limit := min(3*c.dur, time.Until(m.started.Add(m.cfg.UpgradeTimeout-5*time.Second))+served)
+		// Leave the rest of the start room within -upgrade-timeout.
+		margin := min(5*time.Second, m.cfg.UpgradeTimeout/5)
+		limit := min(3*c.dur, time.Until(m.started.Add(m.cfg.UpgradeTimeout-margin))+served)
 		if ext := c.extendBy(); served+ext <= limit {
 			m.log.Info("canary window extended: too few requests yet to judge", "requests", canary.requests, "want", m.cfg.Canary.MinRequests, "by", ext)
 			return linkMsg{}, false, ext

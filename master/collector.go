@@ -27,6 +27,7 @@ var (
 	descMemory   = prometheus.NewDesc("prefork_worker_memory_bytes", "Worker memory from /proc/<pid>/smaps_rollup, by kind (rss, pss, pss_shmem).", []string{"worker", "kind"}, nil)
 	descRejected = prometheus.NewDesc("prefork_notify_rejected_total", "Notifications dropped: from a pid that is not a worker (stranger), oversized, or malformed.", []string{"reason"}, nil)
 	descStartErr = prometheus.NewDesc("prefork_worker_start_failures_total", "Worker processes that could not be started (out of processes or descriptors, exec failed).", nil, nil)
+	descDropped  = prometheus.NewDesc("prefork_worker_output_dropped_bytes_total", "Bytes of workers' output dropped because the master's stream took it more slowly than workers wrote (-worker-output label).", []string{"stream"}, nil)
 	descMaxRSS   = prometheus.NewDesc("prefork_worker_max_rss_bytes", "The -max-rss limit: a worker whose RSS exceeds it is replaced (absent when off).", nil, nil)
 )
 
@@ -41,7 +42,7 @@ func newStartHistogram() prometheus.Histogram {
 
 func (c *masterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descGen, descRestart, descBackoff, descUpgrade,
-		descState, descMemory, descRejected, descStartErr, descMaxRSS, descRollback} {
+		descState, descMemory, descRejected, descStartErr, descMaxRSS, descRollback, descDropped} {
 		ch <- d
 	}
 }
@@ -77,6 +78,11 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, c := range rollbackCauses {
 		ch <- prometheus.MustNewConstMetric(descRollback, prometheus.CounterValue, float64(rbs[c]), c)
+	}
+	for _, s := range []*outputSink{m.out, m.errOut} {
+		if s != nil {
+			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.dropped.Load()), s.name)
+		}
 	}
 	if m.cfg.MaxRSS > 0 {
 		ch <- prometheus.MustNewConstMetric(descMaxRSS, prometheus.GaugeValue, float64(m.cfg.MaxRSS))

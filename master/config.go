@@ -96,6 +96,15 @@ type Config struct {
 	// that many requests (plus up to 10% jitter, so that workers don't
 	// recycle together). Zero: off.
 	MaxRequests int
+	// WorkerOutput is what becomes of the workers' stdout and stderr:
+	// "text" (the default when empty), each line on the master's stream of
+	// the same name, prefixed with "slot=N pid=P generation=G
+	// stream=S | "; "json", each line as a JSON object with those fields
+	// (a worker's own JSON object keeps its fields and gets the missing
+	// ones); "inherit", the master's stdout and stderr themselves, unlabelled.
+	// Labelled lines go through a bounded queue: a worker never waits for
+	// the master, and what does not fit is dropped and counted.
+	WorkerOutput string
 	// UpgradeSurge, when positive, bounds an upgrade to Workers+UpgradeSurge
 	// worker processes at any moment: the new master starts that many, and
 	// the old master retires one of its own for each further one (see the
@@ -183,6 +192,9 @@ func (c *Config) setDefaults() {
 		c.StartAttempts = 3
 	}
 	c.Canary.setDefaults()
+	if c.WorkerOutput == "" {
+		c.WorkerOutput = "text"
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -220,6 +232,11 @@ func (c *Config) validate() error {
 	}
 	if err := c.validateControl(); err != nil {
 		return err
+	}
+	switch c.WorkerOutput {
+	case "text", "json", "inherit":
+	default:
+		return fmt.Errorf("%w: -worker-output %q: want label or inherit", ErrConfig, c.WorkerOutput)
 	}
 	if c.UpgradeSurge < 0 || c.UpgradeSurge > MaxWorkers {
 		return fmt.Errorf("%w: -upgrade-surge %d: want 0 (all at once) to %d", ErrConfig, c.UpgradeSurge, MaxWorkers)

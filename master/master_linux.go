@@ -54,6 +54,7 @@ type master struct {
 	ready        bool           // the first workers were all ready
 	canary       *canaryStage   // nil: no canary stage (set in start, never changed)
 	ramp         *ramp          // nil: no surge control in this new master
+	out, errOut  *outputSink    // nil: workers' output is not labelled
 	surgeRetired atomic.Int64   // workers retired for a successor's surge
 }
 
@@ -260,6 +261,11 @@ func (m *master) close() {
 	if m.procs != nil {
 		m.procs.close()
 		m.procs.stopAdopted()
+	}
+	for _, s := range []*outputSink{m.out, m.errOut} {
+		if s != nil {
+			s.close() // every worker is gone: nothing more comes
+		}
 	}
 	m.removeWG.Wait()
 	if m.agg != nil {

@@ -115,7 +115,12 @@ func (m *master) start() {
 		desired = m.ramp.surge
 	}
 	m.res.link.onRetire, m.res.link.awaitExit = m.retireOne, m.awaitExit
-	m.procs = newExecProcs(m.spawnSpec(), exits, m.cfg.Grace, m.log)
+	spec := m.spawnSpec()
+	if m.cfg.WorkerOutput != "inherit" {
+		m.out, m.errOut = newOutputSink(os.Stdout, "stdout", m.log), newOutputSink(os.Stderr, "stderr", m.log)
+		spec.out, spec.errOut, spec.json = m.out, m.errOut, m.cfg.WorkerOutput == "json"
+	}
+	m.procs = newExecProcs(spec, exits, m.cfg.Grace, m.log)
 	m.sup = newSupervisor(superConfig{
 		desired: desired, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
 		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,

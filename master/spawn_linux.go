@@ -83,6 +83,11 @@ type spawnSpec struct {
 	perWorker func(slot int, nextFd int) (files []*os.File, env []string, after func(pid int, err error), err error)
 	// nonblock are the sockets whose blocking mode must survive a start.
 	nonblock []*os.File
+	// out and errOut, when set, receive the workers' stdout and stderr
+	// labelled (Config.WorkerOutput); nil: workers write to the master's
+	// own stdout, and its stderr through a pipe that keeps the last line.
+	out, errOut *outputSink
+	json        bool // labelled lines as JSON objects
 }
 
 // execProcs starts workers with os/exec from one locked OS thread and
@@ -160,6 +165,11 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("start worker %d: %w", slot, err)
 	}
+	var labels []*labeler
+	if p.spec.out != nil {
+		labels = []*labeler{newLabeler(p.spec.out, p.spec.json, "stdout", slot, gen), newLabeler(p.spec.errOut, p.spec.json, "stderr", slot, gen)}
+		cmd.Stdout, cmd.Stderr = labels[0], &lastLine{w: labels[1]}
+	}
 	nonblock := p.spec.nonblock
 	flags := make([]int, len(nonblock))
 	for i, f := range nonblock {
@@ -180,12 +190,15 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 			unix.SetNonblock(int(f.Fd()), flags[i]&unix.O_NONBLOCK != 0)
 		}
 	}
+	started := 0
+	if err == nil {
+		started = cmd.Process.Pid
+	}
+	for _, l := range labels {
+		l.started(started)
+	}
 	if after != nil {
-		pid := 0
-		if err == nil {
-			pid = cmd.Process.Pid
-		}
-		after(pid, err)
+		after(started, err)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("start worker %d: %w", slot, err)
@@ -194,7 +207,10 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		cmd.Wait()
+		cmd.Wait() // the output has been copied (or cut after WaitDelay)
+		for _, l := range labels {
+			l.flush()
+		}
 		p.mu.Lock()
 		delete(p.live, pid)
 		p.mu.Unlock()

@@ -46,6 +46,7 @@ type options struct {
 	maxRequests     int
 	canary          master.CanaryConfig
 	upgradeSurge    int
+	workerOutput    string
 	cred            *master.Credential
 	maxRSSBytes     uint64
 }
@@ -91,6 +92,7 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.balance, "balance", "conns", "how Go workers share the accept queue: conns (one holding more than its share of open connections leaves new ones to the others for up to 5ms), accepts (also by connections accepted: fresh connections spread evenly, fewer requests/s on a saturated machine), off")
 	fs.BoolVar(&o.externalMetrics, "external-metrics", false, "give external workers (-- COMMAND) a metrics socket (PREFORK_METRICS_FD) and wait for their answers at each scrape; only for commands that speak its protocol")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
+	fs.StringVar(&o.workerOutput, "worker-output", "label", "workers' stdout and stderr: label (every line with its worker's slot, pid and generation, as text or, with -log-format json, as JSON) or inherit (the master's streams, unlabelled)")
 	fs.IntVar(&o.upgradeSurge, "upgrade-surge", 0, "at most -workers + N worker processes during an upgrade: the old generation retires one worker for each new one beyond N; 0 = start the new generation at once")
 	fs.DurationVar(&o.canary.Duration, "canary", 0, "start each upgrade with one new worker serving beside the old generation this long, judged before the rest start (rolled back on a crash or worse HTTP figures); 0 = off")
 	fs.Float64Var(&o.canary.Max5xx, "canary-max-5xx", 1, "percentage points by which the canary's 5xx ratio may exceed the old generation's")
@@ -138,6 +140,9 @@ func (o *options) check() error {
 		if _, err := listener.Parse("metrics=tcp://" + o.metrics); err != nil {
 			return fmt.Errorf("-metrics %q: want HOST:PORT or off", o.metrics)
 		}
+	}
+	if o.workerOutput != "label" && o.workerOutput != "inherit" {
+		return fmt.Errorf("-worker-output %q: want label or inherit", o.workerOutput)
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return fmt.Errorf("-log-format %q: want text or json", o.logFormat)
@@ -208,6 +213,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		MaxRequests:     o.maxRequests,
 		Canary:          o.canary,
 		UpgradeSurge:    o.upgradeSurge,
+		WorkerOutput:    workerOutput(o.workerOutput, o.logFormat),
 		ExternalMetrics: o.externalMetrics,
 		Balance:         o.balance,
 		Logger:          logger,
@@ -297,4 +303,12 @@ func (p Program) Parse(args []string) (master.Config, error) {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()
+}
+
+// workerOutput is Config.WorkerOutput for -worker-output and -log-format.
+func workerOutput(flag, logFormat string) string {
+	if flag == "inherit" {
+		return "inherit"
+	}
+	return logFormat // "text" or "json"
 }
