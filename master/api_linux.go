@@ -51,7 +51,7 @@ func (m *master) requestStop() {
 }
 
 // status is the master's status report.
-func (m *master) status() Status {
+func (m *master) status(withHTTP bool) Status {
 	var st Status
 	if !m.sup.do(func() { st = m.sup.snapshot() }) {
 		st.Stopping = true
@@ -62,6 +62,13 @@ func (m *master) status() Status {
 	st.NotifyMalformed = m.res.notify.malformed.Load()
 	st.Uptime = time.Since(m.started).Seconds()
 	st.Upgrading = m.up.running()
+	m.do(func() { st.Upgrades, st.Rollbacks = m.up.snapshot() })
+	if withHTTP {
+		figs := m.slotHTTP()
+		for i := range st.Slots {
+			st.Slots[i].HTTP = figs[st.Slots[i].Slot]
+		}
+	}
 	for i := range st.Slots {
 		if pid := st.Slots[i].PID; pid > 0 && m.readMemory != nil {
 			if mem, err := m.readMemory(pid); err == nil {

@@ -3,7 +3,6 @@ package master
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/preforkd/preforkd/internal/aggregate"
@@ -67,35 +66,13 @@ func (f httpFigures) errorRatio() float64 {
 	return f.errors / f.requests
 }
 
-// quantile estimates the q-quantile of the durations as Prometheus's
-// histogram_quantile does: linear within the bucket that holds it; the
-// highest finite bound when it falls in the +Inf bucket. NaN without data.
+// quantile estimates the q-quantile of the durations (aggregate.Quantile).
 func (f httpFigures) quantile(q float64) float64 {
-	les := make([]float64, 0, len(f.buckets))
-	for le := range f.buckets {
-		les = append(les, le)
+	b := make([]aggregate.Bucket, 0, len(f.buckets))
+	for le, n := range f.buckets {
+		b = append(b, aggregate.Bucket{UpperBound: aggregate.Float(le), Count: uint64(max(n, 0))})
 	}
-	slices.Sort(les)
-	if len(les) == 0 || f.buckets[les[len(les)-1]] <= 0 {
-		return math.NaN()
-	}
-	total := f.buckets[les[len(les)-1]]
-	rank := q * total
-	prevLE, prevN := 0.0, 0.0
-	for _, le := range les {
-		n := f.buckets[le]
-		if n >= rank {
-			if math.IsInf(le, 1) {
-				return prevLE
-			}
-			if n == prevN {
-				return le
-			}
-			return prevLE + (le-prevLE)*(rank-prevN)/(n-prevN)
-		}
-		prevLE, prevN = le, n
-	}
-	return prevLE
+	return aggregate.Quantile(q, b)
 }
 
 // canaryRule is how a canary's HTTP figures are judged against the old

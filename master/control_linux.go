@@ -20,7 +20,7 @@ import (
 // controller is what the control API drives (the master). Each method is
 // safe from any goroutine; a false return means the master is stopping.
 type controller interface {
-	status() Status
+	status(withHTTP bool) Status                        // withHTTP: scrape the workers for SlotStatus.HTTP
 	reload(canary time.Duration, reply chan error) bool // canary < 0: as configured
 	restart(reply chan error) bool
 	scale(n int) error // errStopping when stopping
@@ -59,7 +59,7 @@ func (s *controlServer) shutdown(ctx context.Context) {
 func controlHandler(c controller) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, c.status())
+		writeJSON(w, http.StatusOK, c.status(r.URL.Query().Get("http") == "1"))
 	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
 		canary := time.Duration(-1)

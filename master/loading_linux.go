@@ -109,7 +109,7 @@ func (m *master) stoppedWhileLoading() bool {
 // loadingController is the control API while the state loads.
 type loadingController struct{ m *master }
 
-func (c loadingController) status() Status {
+func (c loadingController) status(bool) Status {
 	return Status{PID: os.Getpid(), Generation: 1, Version: c.m.cfg.Version, Desired: c.m.cfg.Workers,
 		Uptime: time.Since(c.m.started).Seconds(), Phase: phaseLoading, Slots: []SlotStatus{}}
 }

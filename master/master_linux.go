@@ -200,7 +200,11 @@ func (m *master) beginUpgrade(canary time.Duration, reply chan error) {
 // count: SIGQUIT or a second SIGINT/SIGTERM during a graceful stop makes it
 // fast.
 func (m *master) finish(fast bool) error {
-	if !m.up.handedOver {
+	// STOPPING=1 is for the service's own stop: not after a hand-over, and
+	// not from a new master that never became ready (a rolled-back canary,
+	// a stop during an upgrade), which is not the service manager's main
+	// process.
+	if !m.up.handedOver && (!m.upg.HasParent() || m.ready) {
 		m.res.sd.Send("STOPPING=1")
 	}
 	m.up.abandon()

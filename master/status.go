@@ -24,6 +24,11 @@ type Status struct {
 	NotifyMalformed uint64 `json:"notify_malformed"`
 	// StartFailures counts worker processes that could not be started.
 	StartFailures uint64 `json:"start_failures"`
+	// Upgrades counts this master's upgrades by result (success, failed,
+	// rolled_back, refused), Rollbacks its canary rollbacks by cause: as
+	// in /metrics, carried across upgrades.
+	Upgrades  map[string]uint64 `json:"upgrades,omitempty"`
+	Rollbacks map[string]uint64 `json:"rollbacks,omitempty"`
 }
 
 // phaseLoading is Status.Phase while the state loads.
@@ -42,6 +47,27 @@ type SlotStatus struct {
 	// Replacing is the pid of a replacement being started (rolling restart).
 	Replacing int     `json:"replacing,omitempty"`
 	Memory    *Memory `json:"memory,omitempty"`
+	// HTTP is set with GET /status?http=1 for slots whose workers report
+	// package metrics' HTTP series.
+	HTTP *SlotHTTP `json:"http,omitempty"`
+}
+
+// SlotHTTP are a slot's HTTP figures, from its workers' metrics (as
+// /metrics exports them: counters carried across restarts and upgrades):
+// requests served, of them 5xx, requests in flight now, and the request
+// duration histogram's cumulative buckets.
+type SlotHTTP struct {
+	Requests float64      `json:"requests_total"`
+	Errors   float64      `json:"errors_5xx_total"`
+	InFlight float64      `json:"in_flight"`
+	Duration []HTTPBucket `json:"duration_buckets,omitempty"`
+}
+
+// HTTPBucket is one cumulative bucket: requests that took at most LE
+// seconds ("+Inf" for all).
+type HTTPBucket struct {
+	LE    string `json:"le"`
+	Count uint64 `json:"count"`
 }
 
 // WorkerStatus describes a draining worker.

@@ -37,7 +37,7 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return usageError{errors.New("ctl: want status [-json] | reload [-canary D] | restart | scale N | stop")}
+		return usageError{errors.New("ctl: want status [-json] | top [-json] [-interval D] [-n N] | reload [-canary D] | restart | scale N | stop")}
 	}
 	c := &ctlClient{path: *path, http: &http.Client{
 		Timeout: *timeout,
@@ -59,6 +59,8 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 		return c.status(rest[1:], stdout)
 	case "reload":
 		return c.reload(rest[1:], stdout)
+	case "top":
+		return c.top(rest[1:], stdout)
 	case "restart", "stop":
 		var res ctlResult
 		if _, err := c.do("POST", "/"+cmd, &res); err != nil {
@@ -80,7 +82,7 @@ func runCtl(name string, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "scale: %s workers\n", rest[1])
 		return nil
 	default:
-		return usageError{fmt.Errorf("ctl: unknown command %q (want status, reload, restart, scale or stop)", cmd)}
+		return usageError{fmt.Errorf("ctl: unknown command %q (want status, top, reload, restart, scale or stop)", cmd)}
 	}
 }
 

@@ -58,7 +58,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 const usageText = `Usage:
   NAME [flags] [-- COMMAND ARGS...]   supervise workers (the app, or COMMAND)
-  NAME ctl [-control PATH] status [-json] | reload [-canary D] | restart | scale N | stop
+  NAME ctl [-control PATH] status [-json] | top [-json] | reload [-canary D] | restart | scale N | stop
   NAME state build -in data.tsv -out table.bin
 
 Flags:
