@@ -184,7 +184,8 @@ type Build struct {
 // test a subreaper (the master an upgrade starts, orphaned when the old one
 // exits, becomes the test's child, so that tests can count, end and reap
 // it) and builds every b into a new temporary directory, which it returns
-// (remove it after m.Run).
+// (remove it after m.Run). With PREFORKD_TEST_RACE=1 the builds have the
+// race detector.
 func Prepare(prefix string, builds ...Build) (string, error) {
 	if err := BecomeSubreaper(); err != nil {
 		return "", err
@@ -195,6 +196,9 @@ func Prepare(prefix string, builds ...Build) (string, error) {
 	}
 	for _, b := range builds {
 		args := []string{"build", "-o", filepath.Join(dir, b.Out)}
+		if os.Getenv("PREFORKD_TEST_RACE") == "1" {
+			args = append(args, "-race") // the programs under test race-checked too
+		}
 		if b.LDFlags != "" {
 			args = append(args, "-ldflags", b.LDFlags)
 		}
