@@ -232,9 +232,20 @@ func TestCanaryExternalWorkers(t *testing.T) {
 	}
 	testutil.WaitFor(t, 30*time.Second, "the old master gone", func() bool { reapOrphans(); return len(mastersBelow()) == 1 })
 	gen := m.Status().Generation
-	m.Signal(unix.SIGHUP)
+	// The new master may not have seen its predecessor's exit yet (it
+	// refuses an upgrade until then): SIGHUP again after each refusal.
+	hups := 0
 	testutil.WaitFor(t, 30*time.Second, "the rollback", func() bool {
-		return len(logLines(m.Log.String(), "upgrade rolled back:", "cause=crash")) == 1
+		log := m.Log.String()
+		if len(logLines(log, "upgrade rolled back:", "cause=crash")) == 1 {
+			return true
+		}
+		begun := len(logLines(log, "upgrade begins", fmt.Sprintf("generation=%d", gen)))
+		if refused := len(logLines(log, "upgrade refused")); begun == 0 && refused >= hups {
+			m.Signal(unix.SIGHUP)
+			hups++
+		}
+		return false
 	})
 	if st := m.Status(); st.Generation != gen {
 		t.Errorf("generation %d after the rollback, want %d", st.Generation, gen)
