@@ -122,3 +122,25 @@ func TestOutputFloodDoesNotSlowSupervision(t *testing.T) {
 		t.Errorf("a replacement took %v beside a flooding worker", worst)
 	}
 }
+
+// A Go worker's own JSON log line (-log-format json reaches the workers
+// too) keeps its fields when labelled, and is not given a second pid.
+func TestLabelledOutputGoJSON(t *testing.T) {
+	m := startMaster(t, Opts{Workers: 2, Args: []string{"-log-format", "json"}})
+	st := m.WaitWorkers(2, 20*time.Second)
+	m.Signal(unix.SIGTTOU)
+	pid := st.Slots[1].PID
+	testutil.WaitFor(t, 20*time.Second, "the scaled-away Go worker's drain line, as labelled JSON", func() bool {
+		for _, line := range strings.Split(m.Log.String(), "\n") {
+			var v map[string]any
+			if json.Unmarshal([]byte(line), &v) != nil || v["msg"] != "draining" || v["pid"] != float64(pid) {
+				continue
+			}
+			if v["stream"] != "stderr" || v["slot"] != 1.0 || v["generation"] != 1.0 || strings.Count(line, `"pid"`) != 1 {
+				t.Fatalf("drain line labelled wrong: %s", line)
+			}
+			return true
+		}
+		return false
+	})
+}
