@@ -162,38 +162,14 @@ func TestCtlRefusesImpostor(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root: the impostor runs as nobody")
 	}
-	// A directory nobody can reach and write (t.TempDir's parent is 0700).
-	dir, err := os.MkdirTemp("", "preforkd-impostor-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	dir := worldWritableDir(t)
 	path := filepath.Join(dir, "ctl.sock")
-	imp := exec.Command("/usr/bin/python3", "-c" /* Debian's: runnable by nobody */, `import socket,sys,time
+	asNobody(t, "listening", `import socket,sys,time
 s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
 print("listening", flush=True)
 c,_=s.accept(); c.recv(4096)
 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
 time.sleep(20)`, path)
-	imp.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	var stderr testutil.SyncBuffer
-	imp.Stderr = &stderr
-	out, err := imp.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := imp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	markCmdChild(imp.Process.Pid)
-	t.Cleanup(func() { imp.Process.Kill(); imp.Wait() })
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if line != "listening\n" {
-		t.Fatalf("impostor did not start: %q\n%s", line, stderr.String())
-	}
 	got, code := runPreforkd(t, 10*time.Second, "ctl", "-control", path, "stop")
 	t.Logf("ctl stop against an impostor: exit %d: %s", code, strings.TrimSpace(got))
 	if code != 1 || !strings.Contains(got, "served by uid 65534") || strings.Contains(got, "stop: ok") {
@@ -246,35 +222,12 @@ func TestControlSocketSymlinkSwap(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root: the attacker runs as nobody")
 	}
-	dir, err := os.MkdirTemp("", "preforkd-swap-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil { // writable by the attacker
-		t.Fatal(err)
-	}
+	dir := worldWritableDir(t)
 	victim := filepath.Join(t.TempDir(), "victim.conf")
 	if err := os.WriteFile(victim, []byte("root's file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	att := exec.Command("/usr/bin/python3", "-c", symlinkSwapper, dir, "ctl.sock", victim)
-	att.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	var stderr testutil.SyncBuffer
-	att.Stderr = &stderr
-	out, err := att.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := att.Start(); err != nil {
-		t.Fatal(err)
-	}
-	markCmdChild(att.Process.Pid)
-	t.Cleanup(func() { att.Process.Kill(); att.Wait() })
-	lines := bufio.NewReader(out)
-	if l, _ := lines.ReadString('\n'); l != "watching\n" {
-		t.Fatalf("attacker did not start: %q\n%s", l, stderr.String())
-	}
+	lines := asNobody(t, "watching", symlinkSwapper, dir, "ctl.sock", victim)
 	chmods := "chmod,fchmod,fchmodat" // Go's os.Chmod is fchmodat; strace 6.1 does not know fchmodat2
 	m := startMaster(t, Opts{
 		Exe:     buildTestdata(t, "slowstate"), // stays loading: the control socket is bound, no worker starts
@@ -287,7 +240,7 @@ func TestControlSocketSymlinkSwap(t *testing.T) {
 	select {
 	case l := <-swapped:
 		if l != "swapped 1\n" {
-			t.Fatalf("attacker: %q\n%s", l, stderr.String())
+			t.Fatalf("attacker: %q", l)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the control socket was not created (or not swapped) within 20 s\n%s", m.Log)
@@ -296,4 +249,44 @@ func TestControlSocketSymlinkSwap(t *testing.T) {
 	if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("the victim's mode is %v (%v), was 0644: the master followed the swapped-in symlink", fi.Mode().Perm(), err)
 	}
+}
+
+// worldWritableDir is a directory that any local user may write in (mode
+// 0777, no sticky bit), outside t.TempDir's 0700 parent; removed at the end.
+func worldWritableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "preforkd-ww-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// asNobody runs a Python script (Debian's python3: runnable by nobody) as
+// uid nobody, a local attacker, and waits for its first line, which must
+// be ready; the rest of its stdout is returned. Cleanup kills it.
+func asNobody(t *testing.T, ready, script string, args ...string) *bufio.Reader {
+	t.Helper()
+	cmd := exec.Command("/usr/bin/python3", append([]string{"-c", script}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr testutil.SyncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	markCmdChild(cmd.Process.Pid)
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewReader(out)
+	if l, _ := lines.ReadString('\n'); l != ready+"\n" {
+		t.Fatalf("the script as nobody did not start (%q):\n%s", l, stderr.String())
+	}
+	return lines
 }

@@ -88,6 +88,7 @@ type link struct {
 	n       int // attempts made
 	got     linkMsg
 	wmu     sync.Mutex   // serialises writes to succ
+	pmu     sync.Mutex   // serialises writes to pred
 	pids    chan linkMsg // successors' pid announcements, from serveSuccessor
 	rbs     chan linkMsg // successors' rollback messages, from serveSuccessor
 	retired chan linkMsg // the predecessor's "retired" answers (surge), from followPredecessor
@@ -161,14 +162,22 @@ func (h *link) receive(timeout time.Duration) (linkMsg, error) {
 
 // announce tells the predecessor our pid. A no-op at first start.
 func (h *link) announce() error {
+	return h.toPred(linkMsg{Attempt: h.got.Attempt, PID: os.Getpid()}, time.Second)
+}
+
+// toPred writes one message to the predecessor (a no-op without one),
+// giving up after timeout.
+func (h *link) toPred(m linkMsg, timeout time.Duration) error {
 	if h.pred == nil {
 		return nil
 	}
-	b, err := json.Marshal(linkMsg{Attempt: h.got.Attempt, PID: os.Getpid()})
+	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	h.pred.SetWriteDeadline(time.Now().Add(time.Second))
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	h.pred.SetWriteDeadline(time.Now().Add(timeout))
 	_, err = h.pred.Write(b)
 	return err
 }
@@ -220,16 +229,7 @@ func (h *link) successorPid(timeout time.Duration) (int, error) {
 // rollback tells the predecessor that this new master's canary failed;
 // it exits next.
 func (h *link) rollback(cause, reason string) error {
-	if h.pred == nil {
-		return nil
-	}
-	b, err := json.Marshal(linkMsg{Attempt: h.got.Attempt, Kind: "rollback", Cause: cause, Reason: reason})
-	if err != nil {
-		return err
-	}
-	h.pred.SetWriteDeadline(time.Now().Add(time.Second))
-	_, err = h.pred.Write(b)
-	return err
+	return h.toPred(linkMsg{Attempt: h.got.Attempt, Kind: "rollback", Cause: cause, Reason: reason}, time.Second)
 }
 
 // rolledBack returns the current attempt's rollback message, waiting up

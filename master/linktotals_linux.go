@@ -4,7 +4,6 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -202,12 +201,7 @@ func (p *predecessor) query(ctx context.Context, kind string) (*aggregate.Carry,
 	defer p.qmu.Unlock()
 	p.id++
 	id := p.id
-	b, err := json.Marshal(linkMsg{Kind: kind, ID: id})
-	if err != nil {
-		return nil, err
-	}
-	p.h.pred.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := p.h.pred.Write(b); err != nil {
+	if err := p.h.toPred(linkMsg{Kind: kind, ID: id}, 200*time.Millisecond); err != nil {
 		return nil, err
 	}
 	c := &aggregate.Carry{}

@@ -1,39 +1,21 @@
 package master
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/preforkd/preforkd/internal/testutil"
 )
-
-// syncBuf is a concurrency-safe bytes.Buffer.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func labelled(t *testing.T, asJSON bool, writes ...string) []string {
 	t.Helper()
-	var out syncBuf
+	var out testutil.SyncBuffer
 	sink := newOutputSink(&out, "stderr", quiet)
 	l := newLabeler(sink, asJSON, "stderr", 2, 7)
 	l.started(4242)

@@ -3,7 +3,6 @@
 package master
 
 import (
-	"encoding/json"
 	"errors"
 	"time"
 )
@@ -21,16 +20,10 @@ type ramp struct {
 	pending     int // retires asked for and not yet done
 }
 
-// retiredMsgs are the predecessor's "retired" messages, read by
-// followPredecessor's goroutine.
+// askRetire asks the predecessor to retire n workers.
 func (h *link) askRetire(n int) error {
 	for i := 0; i < n; i++ {
-		b, err := json.Marshal(linkMsg{Attempt: h.got.Attempt, Kind: "retire"})
-		if err != nil {
-			return err
-		}
-		h.pred.SetWriteDeadline(time.Now().Add(time.Second))
-		if _, err := h.pred.Write(b); err != nil {
+		if err := h.toPred(linkMsg{Attempt: h.got.Attempt, Kind: "retire"}, time.Second); err != nil {
 			return err
 		}
 	}
