@@ -100,19 +100,28 @@ func TestOutOfProcesses(t *testing.T) {
 	testutil.WaitFor(t, 20*time.Second, "failed starts", func() bool {
 		return len(logLines(m.Log.String(), "cannot start worker")) >= 6
 	})
-	first := m.Status().StartFailures
+	// RLIMIT_NPROC counts threads too: a Go worker that does get exec'd
+	// may die creating its runtime threads, and is restarted with backoff
+	// like any early death. Either way the master keeps trying: failed
+	// starts plus early deaths go on growing.
+	attempts := func(st Status) int {
+		n := int(st.StartFailures)
+		for _, s := range st.Slots {
+			n += s.Restarts
+		}
+		return n
+	}
+	before := m.Status()
 	time.Sleep(2 * time.Second)
 	st := m.Status()
 	line := logLines(m.Log.String(), "cannot start worker")[0]
-	// RLIMIT_NPROC counts threads too: a Go worker that does get exec'd
-	// may die creating its runtime threads, and is restarted with backoff
-	// like any early death.
-	t.Logf("RLIMIT_NPROC=2 for nobody, 4 slots: start failures %d then %d; %s", first, st.StartFailures, line)
+	t.Logf("RLIMIT_NPROC=2 for nobody, 4 slots: start failures %d then %d, attempts %d then %d; %s",
+		before.StartFailures, st.StartFailures, attempts(before), attempts(st), line)
 	if !strings.Contains(line, "resource temporarily unavailable") || !strings.Contains(line, "retry_in=") {
 		t.Errorf("the failure is not logged with its cause and a retry delay: %s", line)
 	}
-	if st.StartFailures <= first {
-		t.Errorf("the master stopped retrying the slots (failures %d then %d)", first, st.StartFailures)
+	if attempts(st) <= attempts(before) {
+		t.Errorf("the master stopped retrying the slots (failed starts and early deaths %d then %d)", attempts(before), attempts(st))
 	}
 	if !testutil.Alive(m.Cmd.Process.Pid) || len(st.Slots) != 4 {
 		t.Fatal("the master died or lost its slots")
