@@ -91,6 +91,13 @@ type Config struct {
 	// a worker is replaced gracefully (its replacement ready first),
 	// checked every second. Zero: off.
 	MaxRSS uint64
+	// RequestTimeout, when positive, is handed to workers
+	// (PREFORK_REQUEST_TIMEOUT): a Go worker serving HTTP through package
+	// server answers a request still running after it 503 (if nothing was
+	// written yet), logs its goroutine's stack once and counts it
+	// (http_request_timeouts_total); with more than 3 requests stuck past
+	// it, or one past 10 times it, the worker asks to be replaced. Zero: off.
+	RequestTimeout time.Duration
 	// MaxRequests, when positive, is handed to workers (PREFORK_MAX_REQUESTS):
 	// a Go worker built on package server asks to be replaced after about
 	// that many requests (plus up to 10% jitter, so that workers don't
@@ -222,7 +229,7 @@ func (c *Config) validate() error {
 		v    time.Duration
 	}{{"grace", c.Grace}, {"upgrade-timeout", c.UpgradeTimeout}, {"heartbeat", c.Heartbeat},
 		{"start-timeout", c.StartTimeout}, {"ready-delay", c.ReadyDelay}, {"backoff-min", c.BackoffMin},
-		{"backoff-max", c.BackoffMax}, {"stable-period", c.StablePeriod}} {
+		{"backoff-max", c.BackoffMax}, {"stable-period", c.StablePeriod}, {"request-timeout", c.RequestTimeout}} {
 		if d.v < 0 {
 			return fmt.Errorf("%w: -%s %v: must not be negative", ErrConfig, d.name, d.v)
 		}

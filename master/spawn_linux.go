@@ -61,6 +61,9 @@ func (m *master) spawnSpec() spawnSpec {
 		// takes effect at the next upgrade).
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/m.cfg.Workers)))
 	}
+	if m.cfg.RequestTimeout > 0 {
+		env = append(env, contract.RequestTimeout+"="+m.cfg.RequestTimeout.String())
+	}
 	if m.cfg.MaxRequests > 0 {
 		env = append(env, contract.MaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests))
 	}

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -25,6 +27,18 @@ type HTTP struct {
 	// IdleClose is how long a connection must have been idle during a
 	// drain before it is closed. Defaults to 1s.
 	IdleClose time.Duration
+	// RequestTimeout, when positive, is the deadline of every request
+	// (Run defaults it to the worker's, the master's -request-timeout): a
+	// request still running after it is answered 503 if its handler has
+	// written nothing yet (later writes fail with http.ErrHandlerTimeout),
+	// its goroutine's stack is logged once with the method, path and
+	// elapsed time, and it is counted in http_request_timeouts_total. With
+	// more than StuckRecycle requests past it (default 3), or one past 10
+	// times it, the worker asks to be replaced (its replacement is ready
+	// first; this one drains). No goroutine or timer per request: one
+	// watchdog checks every quarter of the timeout.
+	RequestTimeout time.Duration
+	StuckRecycle   int
 
 	once     sync.Once
 	srv      *http.Server
@@ -227,6 +241,13 @@ func (h *HTTP) Run(w *worker.Worker, name string) error {
 		}
 	}
 	handler := h.Handler
+	if timeout := cmp.Or(h.RequestTimeout, w.RequestTimeout()); timeout > 0 {
+		d := newDeadlines(timeout, cmp.Or(h.StuckRecycle, 3), w.Registry(), func(reason string) { w.Recycle(reason) }, slog.Default())
+		handler = d.wrap(handler) // inside the metrics: a 503 is counted as any answer
+		stop := make(chan struct{})
+		defer close(stop)
+		go d.run(stop)
+	}
 	if reg := w.Registry(); reg != nil {
 		handler = metrics.NewHTTPMetrics(reg).Wrap(handler)
 	}

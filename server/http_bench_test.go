@@ -1,10 +1,13 @@
 package server
 
 import (
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 type nopWriter struct{ h http.Header }
@@ -19,6 +22,30 @@ func (w *nopWriter) WriteHeader(int)             {}
 // nanoseconds and allocate nothing.
 func BenchmarkHTTPPerRequest(b *testing.B) {
 	h := &HTTP{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+	h.init()
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	tc := &trackedConn{Conn: c1}
+	h.connState(tc, http.StateNew)
+	req := httptest.NewRequest("GET", "/", nil)
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.connState(tc, http.StateActive)
+		h.srv.Handler.ServeHTTP(w, req)
+		h.connState(tc, http.StateIdle)
+	}
+}
+
+// BenchmarkHTTPPerRequestDeadline is BenchmarkHTTPPerRequest with a
+// request timeout (-request-timeout): a pooled record linked into the
+// watchdog's list, a goroutine label set and reset, a writer wrapper. It
+// should allocate nothing either (a request that finishes in time costs no
+// goroutine and no timer).
+func BenchmarkHTTPPerRequestDeadline(b *testing.B) {
+	d := newDeadlines(time.Minute, 3, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := &HTTP{Handler: d.wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) }))}
 	h.init()
 	c1, c2 := net.Pipe()
 	defer c1.Close()

@@ -75,7 +75,9 @@ type Worker struct {
 	unmap    func() error
 	metrics  io.Closer // the metrics server; closed first (final snapshot)
 	maxReqs  int
-	balance  balancer // nil: listeners as inherited
+	// reqTimeout is the master's -request-timeout (0: none).
+	reqTimeout time.Duration
+	balance    balancer // nil: listeners as inherited
 
 	lnMu     sync.Mutex
 	balanced map[string]net.Listener // by name: one wrapper per listener
@@ -181,6 +183,10 @@ func (w *Worker) IsReady() bool {
 // to be replaced (the master's -max-requests plus up to 10% jitter), or 0.
 // Package server's HTTP helper counts them and calls Recycle.
 func (w *Worker) MaxRequests() int { return w.maxReqs }
+
+// RequestTimeout is the deadline the master gives every HTTP request
+// (-request-timeout; 0: none); server.HTTP enforces it.
+func (w *Worker) RequestTimeout() time.Duration { return w.reqTimeout }
 
 // Recycle asks the master to replace this worker gracefully: the master
 // starts a replacement, and sends this worker SIGTERM once that one is

@@ -49,6 +49,9 @@ func New(opts Options) (*Worker, error) {
 		w.watchdog = time.Duration(us) * time.Microsecond
 	}
 	get("WATCHDOG_PID")
+	if d, err := time.ParseDuration(get(contract.RequestTimeout)); err == nil && d > 0 {
+		w.reqTimeout = d
+	}
 	if n, err := strconv.Atoi(get(contract.MaxRequests)); err == nil && n > 0 {
 		// Up to 10% jitter, so that workers started together don't all
 		// recycle at once.

@@ -41,6 +41,9 @@ const (
 	// MaxRequests asks a Go worker to be recycled after about this many
 	// requests.
 	MaxRequests = "PREFORK_MAX_REQUESTS"
+	// RequestTimeout is the request deadline of Go HTTP workers (a Go
+	// duration).
+	RequestTimeout = "PREFORK_REQUEST_TIMEOUT"
 	// ExecShim marks the exec-shim role: set LISTEN_PID, then exec the
 	// external command.
 	ExecShim = "PREFORK_EXEC_SHIM"
