@@ -196,6 +196,9 @@ func (d *deadlines) expire(e expiry) {
 		return // finished meanwhile
 	}
 	answered := false
+	// The handler cannot write meanwhile (claim waits for mu), but it could
+	// still be changing its header map: a handler that sets headers at its
+	// deadline races with this 503 (not guarded: a map has no lock to take).
 	if r.state.Load() == reqFresh {
 		r.state.Store(reqExpired)
 		h := r.w.Header()
