@@ -12,10 +12,14 @@ type clock interface {
 	newTimer(d time.Duration) clockTimer
 }
 
-// clockTimer is the part of *time.Timer the supervisor uses.
+// clockTimer is the part of *time.Timer the supervisor uses, and ResetAt:
+// a deadline given as a time, not as a wait computed from an earlier
+// reading of the clock (with a fake clock that moves between the reading
+// and the Reset, the wait would end late by the move).
 type clockTimer interface {
 	C() <-chan time.Time
 	Reset(d time.Duration)
+	ResetAt(t time.Time)
 	Stop()
 }
 
@@ -33,6 +37,7 @@ func (r realTimer) C() <-chan time.Time { return r.t.C }
 // Reset floors the wait at 1ms, so that a deadline that somehow stays due
 // cannot make the supervisor spin.
 func (r realTimer) Reset(d time.Duration) { r.t.Reset(max(d, time.Millisecond)) }
+func (r realTimer) ResetAt(t time.Time)   { r.Reset(time.Until(t)) }
 func (r realTimer) Stop()                 { r.t.Stop() }
 
 // now is the supervisor's current time.

@@ -71,6 +71,12 @@ func (t *fakeTimer) Reset(d time.Duration) {
 	t.resetLocked(d)
 }
 
+func (t *fakeTimer) ResetAt(at time.Time) {
+	t.clk.mu.Lock()
+	defer t.clk.mu.Unlock()
+	t.resetLocked(at.Sub(t.clk.t))
+}
+
 func (t *fakeTimer) resetLocked(d time.Duration) {
 	select { // like Go 1.23+ timers: no stale value after Reset
 	case <-t.c:

@@ -120,11 +120,10 @@ func (s *supervisor) run(ctx context.Context) {
 		armedAt = s.now()
 		if wake, ok := s.nextWake(); ok {
 			due = wake
-			timer.Reset(wake.Sub(armedAt))
 		} else {
 			due = armedAt.Add(time.Hour)
-			timer.Reset(time.Hour)
 		}
+		timer.ResetAt(due)
 		// The pause check runs at every wake-up, before the event: after a
 		// pause the queued heartbeats may be read before the late timer,
 		// and the pause must be seen (and the watch restarted) either way.

@@ -179,8 +179,8 @@ func TestShippedUnitUnderSystemd(t *testing.T) {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
+	prev := m.prop("preforkd", "MainPID") // before the reload: the hand-over may be done by the time it returns
 	m.run("systemctl", "reload", "preforkd")
-	prev := m.prop("preforkd", "MainPID")
 	testutil.WaitFor(t, 60*time.Second, "MainPID to change after a reload of the restarted service", func() bool {
 		p := m.prop("preforkd", "MainPID")
 		return p != prev && p != "0"
