@@ -120,3 +120,29 @@ func TestProgramParse(t *testing.T) {
 		t.Errorf("Parse of -grace=0s: %v; want an error naming -grace", err)
 	}
 }
+
+// Every flag of the command line is documented in the README's flag table.
+func TestEveryFlagInREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usage bytes.Buffer
+	if _, err := parseFlags(Program{Name: "preforkd"}, []string{"-h"}, &usage); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(usage.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "-") || !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		n++
+		if name := f[0]; !bytes.Contains(readme, []byte("| `"+name)) && !bytes.Contains(readme, []byte("`, `"+name)) {
+			t.Errorf("flag %s is not in the README's flag table", name)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d flags found in the usage text: the test reads it wrong\n%s", n, usage.String())
+	}
+}
