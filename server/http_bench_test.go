@@ -21,7 +21,12 @@ func (w *nopWriter) WriteHeader(int)             {}
 // (active, then idle) and the handler wrapper. It should be a few
 // nanoseconds and allocate nothing.
 func BenchmarkHTTPPerRequest(b *testing.B) {
-	h := &HTTP{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+	benchPerRequest(b, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+}
+
+// benchPerRequest runs keep-alive requests through HTTP serving handler.
+func benchPerRequest(b *testing.B, handler http.Handler) {
+	h := &HTTP{Handler: handler}
 	h.init()
 	c1, c2 := net.Pipe()
 	defer c1.Close()
@@ -45,19 +50,5 @@ func BenchmarkHTTPPerRequest(b *testing.B) {
 // goroutine and no timer).
 func BenchmarkHTTPPerRequestDeadline(b *testing.B) {
 	d := newDeadlines(time.Minute, 3, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	h := &HTTP{Handler: d.wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) }))}
-	h.init()
-	c1, c2 := net.Pipe()
-	defer c1.Close()
-	defer c2.Close()
-	tc := &trackedConn{Conn: c1}
-	h.connState(tc, http.StateNew)
-	req := httptest.NewRequest("GET", "/", nil)
-	w := &nopWriter{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		h.connState(tc, http.StateActive)
-		h.srv.Handler.ServeHTTP(w, req)
-		h.connState(tc, http.StateIdle)
-	}
+	benchPerRequest(b, d.wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })))
 }

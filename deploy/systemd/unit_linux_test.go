@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,70 +36,6 @@ func shippedUnit(t *testing.T, port, metrics int) string {
 		unit = strings.Replace(unit, r[0], r[1], 1)
 	}
 	return unit
-}
-
-// load sends requests (never retried) until stopped, on fresh and on
-// keep-alive connections, and counts failures by kind.
-type load struct {
-	url      string
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	ok       atomic.Int64
-	mu       sync.Mutex
-	failures map[string]int
-}
-
-func startLoad(url string) *load {
-	l := &load{url: url, stop: make(chan struct{}), failures: map[string]int{}}
-	for i := 0; i < 4; i++ {
-		tr := &http.Transport{DisableKeepAlives: i%2 == 0, MaxIdleConnsPerHost: 1}
-		c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer tr.CloseIdleConnections()
-			for n := 0; n < 1_000_000; n++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				l.one(c)
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) one(c *http.Client) {
-	resp, err := c.Get(l.url)
-	kind := ""
-	if err != nil {
-		kind = err.Error()
-	} else {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			kind = "body: " + err.Error()
-		} else if resp.StatusCode != http.StatusOK {
-			kind = resp.Status
-		}
-	}
-	if kind == "" {
-		l.ok.Add(1)
-		return
-	}
-	l.mu.Lock()
-	l.failures[kind]++
-	l.mu.Unlock()
-}
-
-// end stops the load and returns the successes and the failures by kind.
-func (l *load) end() (int64, map[string]int) {
-	close(l.stop)
-	l.wg.Wait()
-	return l.ok.Load(), l.failures
 }
 
 // The shipped unit under a real systemd: start, two reloads under load
@@ -144,7 +78,11 @@ func TestShippedUnitUnderSystemd(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	mainPID := m.prop("preforkd", "MainPID")
 
-	l := startLoad(url)
+	var clients []testutil.LoadClient
+	for i := 0; i < 4; i++ {
+		clients = append(clients, testutil.LoadClient{URL: url, KeepAlive: i%2 == 1, Pause: 2 * time.Millisecond})
+	}
+	l := testutil.StartHTTPLoad(clients...)
 	for gen := 2; gen <= 3; gen++ {
 		began := time.Now()
 		m.run("systemctl", "reload", "preforkd")
@@ -157,7 +95,7 @@ func TestShippedUnitUnderSystemd(t *testing.T) {
 		t.Logf("reload %d: MainPID %s → %s in %v", gen-1, prev, mainPID, time.Since(began).Round(time.Millisecond))
 		time.Sleep(500 * time.Millisecond)
 	}
-	ok, failed := l.end()
+	ok, failed := l.End()
 	t.Logf("%d requests across two reloads, failures %v", ok, failed)
 	if len(failed) > 0 || ok < 100 {
 		t.Errorf("across two reloads: %d ok, failures %v; want 0 failed", ok, failed)
