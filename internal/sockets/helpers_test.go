@@ -62,27 +62,11 @@ func netFd(t *testing.T, c syscall.Conn) int {
 	return fd
 }
 
-// getfl returns F_GETFL of the descriptor behind a net socket.
+// getfl returns F_GETFL of the descriptor behind a net socket or an
+// *os.File (without calling its Fd, which would make it blocking).
 func getfl(t *testing.T, c syscall.Conn) int {
 	t.Helper()
 	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl, ferr := -1, error(nil)
-	if err := rc.Control(func(u uintptr) { fl, ferr = unix.FcntlInt(u, unix.F_GETFL, 0) }); err != nil {
-		t.Fatal(err)
-	}
-	if ferr != nil {
-		t.Fatalf("F_GETFL: %v", ferr)
-	}
-	return fl
-}
-
-// fileGetfl returns F_GETFL through an *os.File without calling its Fd.
-func fileGetfl(t *testing.T, f *os.File) int {
-	t.Helper()
-	rc, err := f.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

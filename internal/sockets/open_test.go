@@ -374,7 +374,7 @@ func TestNetFileFdClearsNonblock(t *testing.T) {
 	if getfl(t, raw)&unix.O_NONBLOCK == 0 {
 		t.Fatalf("listener blocking before Fd")
 	}
-	if fileGetfl(t, f)&unix.O_NONBLOCK == 0 {
+	if getfl(t, f)&unix.O_NONBLOCK == 0 {
 		t.Fatalf("File blocking before Fd")
 	}
 	f.Fd()
