@@ -87,6 +87,14 @@ type Config struct {
 	// LoadState, when set, builds the shared read-only region before any
 	// worker starts (again in each new master at an upgrade).
 	LoadState func() (Region, error)
+	// StateKey, when set, answers a fingerprint of what LoadState would
+	// build, cheaply (a file's identity and content hash, a data
+	// version): at an upgrade, a new master whose key equals its
+	// predecessor's takes the predecessor's sealed region over instead of
+	// calling LoadState, so that the new generation starts sooner and
+	// shares the old one's pages. It must change whenever the bytes
+	// would; an error means "unknown" (LoadState runs).
+	StateKey func() (string, error)
 	// MaxRSS, when positive, is the resident set size in bytes above which
 	// a worker is replaced gracefully (its replacement ready first),
 	// checked every second. Zero: off.

@@ -75,6 +75,16 @@ type linkMsg struct {
 	// Cause and Reason say why a canary failed (rollback).
 	Cause  string `json:"cause,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// BeganNs is when the old master began this upgrade (offer; Unix
+	// nanoseconds), for the new master's phase times.
+	BeganNs int64 `json:"began_ns,omitempty"`
+	// StateKey, StateFile and StateSize describe the old master's state
+	// region (offer): Config.StateKey's answer when it was built, its
+	// tableflip file name, and its size. A new master whose own key is
+	// the same takes the region over instead of building it again.
+	StateKey  string `json:"state_key,omitempty"`
+	StateFile string `json:"state_file,omitempty"`
+	StateSize int64  `json:"state_size,omitempty"`
 }
 
 // link is a master's end of the succession links: succ towards its

@@ -29,6 +29,21 @@ func (m *master) loadState() error {
 	if m.cfg.LoadState == nil {
 		return nil
 	}
+	if m.cfg.StateKey != nil {
+		// Before the load: a file changed during the load then gets a key
+		// that differs from the next one's, never the same key for
+		// different bytes.
+		key, err := m.cfg.StateKey()
+		if err != nil {
+			m.log.Warn("cannot fingerprint the shared state; building it", "err", err)
+		}
+		m.stateKey = key
+	}
+	if r := m.takeOverState(); r != nil {
+		m.res.region = r
+		m.phases.reused = true
+		return nil
+	}
 	if !m.upg.HasParent() {
 		m.res.sd.Send("STATUS=loading the shared state")
 		stop := m.serveWhileLoading()
@@ -39,6 +54,7 @@ func (m *master) loadState() error {
 		return err
 	}
 	m.res.region = region
+	m.offerState(region)
 	return nil
 }
 

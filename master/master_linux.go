@@ -33,6 +33,9 @@ type master struct {
 	readMemory func(pid int) (Memory, error)
 	gen        int
 	prev       linkMsg // what the previous master handed over
+	phases     phases  // moments of this master's start (the "master ready" line)
+	stateKey   string  // Config.StateKey's answer before the region was built ("": none)
+	stateFile  string  // the region's tableflip file name, for the successor
 
 	owner
 	res          *resources
@@ -153,7 +156,9 @@ func (m *master) becomeReady() {
 	if !m.upg.HasParent() {
 		m.res.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen))
 	}
-	m.log.Info("master ready", "generation", m.gen, "took", time.Since(m.started).Round(time.Millisecond))
+	m.phases.ready = time.Now()
+	m.sup.do(func() { m.phases.spawned = m.sup.spawnedAt })
+	m.log.Info("master ready", append([]any{"generation", m.gen, "took", time.Since(m.started).Round(time.Millisecond)}, m.phases.attrs()...)...)
 }
 
 // onSignal acts on a signal; true means stop now.
@@ -189,7 +194,11 @@ func (m *master) beginUpgrade(canary time.Duration, reply chan error) {
 	g := gate{stopping: m.up.stopping, ready: m.ready, parentGone: isClosed(m.parentExited), pid1: os.Getpid() == 1}
 	m.up.begin(g, func() linkMsg {
 		m.res.link.dropStaleAnnouncements()
-		offer := linkMsg{CanaryMs: canary.Milliseconds(), Surge: m.cfg.UpgradeSurge}
+		offer := linkMsg{CanaryMs: canary.Milliseconds(), Surge: m.cfg.UpgradeSurge,
+			StateKey: m.stateKey, StateFile: m.stateFile}
+		if m.res.region != nil {
+			offer.StateSize = m.res.region.Size()
+		}
 		m.sup.do(func() { offer.Workers, offer.Restarts = m.sup.desired, m.sup.restartCounts() })
 		return offer
 	}, reply)

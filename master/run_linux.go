@@ -39,7 +39,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("upgrader: %w", err)
 	}
 	m := &master{cfg: cfg, upg: upg, log: cfg.Logger.With("master", os.Getpid()), sigs: sigs,
-		started: time.Now(), readMemory: readMemory, owner: newOwner(), quit: make(chan struct{}),
+		started: time.Now(), phases: phases{init: processInit, run: time.Now()}, readMemory: readMemory, owner: newOwner(), quit: make(chan struct{}),
 		stopReq: make(chan struct{}, 1)}
 	if err := m.open(upg.Fds); err != nil {
 		m.close()
@@ -67,9 +67,6 @@ func (m *master) open(fds *tableflip.Fds) error {
 	if m.res, err = openResources(fds, &m.cfg, m.upg.HasParent(), m.log); err != nil {
 		return err
 	}
-	if err := m.loadState(); err != nil {
-		return err
-	}
 	m.gen = 1
 	if m.upg.HasParent() {
 		if m.prev, err = m.res.link.receive(5 * time.Second); err != nil {
@@ -79,7 +76,17 @@ func (m *master) open(fds *tableflip.Fds) error {
 		if m.prev.Workers > 0 {
 			m.cfg.Workers = m.prev.Workers // a count changed at run time carries over
 		}
+		if m.prev.BeganNs > 0 {
+			m.phases.began = time.Unix(0, m.prev.BeganNs)
+		}
 	}
+	m.phases.opened = time.Now()
+	// After the offer: it says whether the predecessor's region can be
+	// taken over instead of built again.
+	if err := m.loadState(); err != nil {
+		return err
+	}
+	m.phases.loaded = time.Now()
 	// Descriptors the master inherited without close-on-exec (from a shell
 	// or a service manager) must not leak into workers, which may run as
 	// another user: our own are all close-on-exec already, and those

@@ -68,6 +68,7 @@ type supervisor struct {
 	err       error // why run ended other than by stop: the start failed
 	stats     stats
 	rssAt     time.Time // next RSS check
+	spawnedAt time.Time // when the first workers' processes had all started
 }
 
 // stats are counters read by status and metrics.
@@ -109,6 +110,7 @@ func (s *supervisor) run(ctx context.Context) {
 		s.slots = append(s.slots, sl)
 		sl.cur = s.spawn(sl)
 	}
+	s.spawnedAt = s.now()
 	timer := s.clk.newTimer(time.Hour)
 	defer timer.Stop()
 	ctxDone := ctx.Done()

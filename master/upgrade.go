@@ -136,6 +136,7 @@ func (u *upgrade) begin(g gate, offer func() linkMsg, reply chan error) {
 	}
 	msg := offer()
 	msg.Generation = u.gen
+	msg.BeganNs = u.began.UnixNano()
 	msg.Upgrades = maps.Clone(u.counts)
 	if msg.Upgrades == nil {
 		msg.Upgrades = map[string]uint64{}

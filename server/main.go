@@ -23,6 +23,7 @@ type mainConfig struct {
 	name, version string
 	flags         func(*flag.FlagSet)
 	state         func() ([]byte, error)
+	stateKey      func() (string, error)
 }
 
 // WithName sets the program's name, used in messages, -h, -version and the
@@ -47,6 +48,17 @@ func WithFlags(register func(fs *flag.FlagSet)) Option {
 // opened with table.Open).
 func WithState(load func() ([]byte, error)) Option {
 	return func(c *mainConfig) { c.state = load }
+}
+
+// WithStateKey gives a cheap fingerprint of what WithState's load would
+// build (a data version, a file's identity): at an upgrade, when the new
+// binary's key equals the running one's, the new master takes the sealed
+// region over instead of calling load, and the new generation starts
+// sooner and shares the old one's pages. The key must change whenever the
+// bytes would. With -state FILE the key is the file's identity and
+// content hash, always.
+func WithStateKey(key func() (string, error)) Option {
+	return func(c *mainConfig) { c.stateKey = key }
 }
 
 // Main gives the program the whole preforkd command line, with app as the
@@ -75,7 +87,7 @@ func Main(app App, opts ...Option) {
 		fmt.Fprintln(os.Stderr, c.name+": "+err.Error())
 		os.Exit(127)
 	}
-	p := cli.Program{Name: c.name, Version: c.version, Flags: c.flags, State: c.state,
+	p := cli.Program{Name: c.name, Version: c.version, Flags: c.flags, State: c.state, StateKey: c.stateKey,
 		Worker: func(log *slog.Logger) error { return RunWorker(worker.Options{Logger: log}, app) },
 		Master: func(ctx context.Context, cfg master.Config) error {
 			return runMaster(ctx, cfg, worker.Options{Logger: cfg.Logger}, app)

@@ -39,6 +39,10 @@ func main() {
 		server.WithName("preforkd"),
 		server.WithVersion(version),
 		server.WithState(func() ([]byte, error) { return demo.Table(demo.Keys), nil }),
+		// The table is a pure function of its size and of the generator's
+		// version: an upgrade to a binary with the same key takes the
+		// running region over.
+		server.WithStateKey(func() (string, error) { return demo.TableKey(demo.Keys), nil }),
 		server.WithFlags(faults.RegisterFlags),
 	)
 }

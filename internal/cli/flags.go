@@ -222,6 +222,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		Logger:          logger,
 		Version:         p.Version,
 		LoadState:       p.loadState(o.statePath, logger),
+		StateKey:        p.stateKey(o.statePath),
 	}
 	if o.metrics != "off" {
 		cfg.MetricsAddr = o.metrics

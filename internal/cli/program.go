@@ -32,6 +32,10 @@ type Program struct {
 	Flags func(fs *flag.FlagSet)
 	// State, when set, builds the shared state when -state is not given.
 	State func() ([]byte, error)
+	// StateKey, when set with State, fingerprints what State would build,
+	// cheaply (master.Config.StateKey): an upgrade whose key is unchanged
+	// takes the previous master's region over instead of calling State.
+	StateKey func() (string, error)
 	// Worker runs the app in this process, which a master started as a
 	// worker.
 	Worker func(log *slog.Logger) error
@@ -123,6 +127,18 @@ func (p Program) loadState(path string, log *slog.Logger) func() (master.Region,
 			}
 			return state.FromBytes(p.Name+"-state", b)
 		}
+	}
+	return nil
+}
+
+// stateKey is the master's StateKey: the -state file's identity and
+// content hash, else the program's own key, else none.
+func (p Program) stateKey(path string) func() (string, error) {
+	switch {
+	case path != "":
+		return func() (string, error) { return fileKey(path) }
+	case p.State != nil:
+		return p.StateKey
 	}
 	return nil
 }

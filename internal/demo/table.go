@@ -47,6 +47,16 @@ func Table(n int) []byte {
 	return b
 }
 
+// TableKey is the fingerprint of Table(n) (server.WithStateKey): the
+// table's layout version (table.Version), this generator's version and n.
+// Change tableGen when Table's output changes.
+func TableKey(n int) string {
+	return fmt.Sprintf("demo-table format=%d gen=%d keys=%d", table.Version, tableGen, max(n, 0))
+}
+
+// tableGen is the version of Table's generator.
+const tableGen = 1
+
 // Pair returns a copy of entry i of Table(n). It panics unless 0 ≤ i < n.
 func Pair(n, i int) table.KV {
 	if i < 0 || i >= n {
