@@ -83,6 +83,8 @@ func TestBadInput(t *testing.T) {
 		{"workers too many", []string{"-workers", "100000"}, "-workers 100000"},
 		{"unknown flag", []string{"-bogus"}, "-bogus"},
 		{"bad duration", []string{"-grace", "soon"}, "soon"},
+		{"spare negative", []string{"-spare", "-1"}, "-spare -1"},
+		{"spare with a command", []string{"-spare", "1", "--", "/bin/true"}, "-spare 1 with a worker command"},
 	}
 	if os.Getuid() != 0 {
 		cases = append(cases, struct {

@@ -202,6 +202,11 @@ type Status struct {
 	Draining []struct {
 		PID int `json:"pid"`
 	} `json:"draining"`
+	Spares []struct {
+		PID   int    `json:"pid"`
+		State string `json:"state"`
+	} `json:"spares"`
+	SparesPromoted uint64 `json:"spares_promoted"`
 	NotifyRejected  uint64 `json:"notify_rejected"`
 	NotifyOversized uint64 `json:"notify_oversized"`
 	NotifyMalformed uint64 `json:"notify_malformed"`

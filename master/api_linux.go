@@ -179,7 +179,38 @@ func (m *master) metricsSocket(slot, fd int) ([]*os.File, []string, func(int, er
 			ours.Close()
 			return
 		}
+		if slot < 0 {
+			// A spare: its app has not run, and its series get a slot
+			// only at its promotion.
+			m.spareMu.Lock()
+			m.spareMetrics[pid] = ours
+			m.spareMu.Unlock()
+			return
+		}
 		m.agg.Add(slot, pid, ours)
 	}
 	return []*os.File{theirs}, []string{contract.MetricsFd + "=" + strconv.Itoa(fd)}, after, nil
+}
+
+// sparePromoted hands a promoted spare's metrics socket to the aggregator
+// under its slot.
+func (m *master) sparePromoted(pid, slot int) {
+	m.spareMu.Lock()
+	f := m.spareMetrics[pid]
+	delete(m.spareMetrics, pid)
+	m.spareMu.Unlock()
+	if f != nil {
+		m.agg.Add(slot, pid, f)
+	}
+}
+
+// spareGone closes the metrics socket of a spare that exited unpromoted.
+func (m *master) spareGone(pid int) {
+	m.spareMu.Lock()
+	f := m.spareMetrics[pid]
+	delete(m.spareMetrics, pid)
+	m.spareMu.Unlock()
+	if f != nil {
+		f.Close()
+	}
 }

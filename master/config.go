@@ -125,6 +125,12 @@ type Config struct {
 	// the old master retires one of its own for each further one (see the
 	// README's "Upgrades"). Zero: the whole new generation at once.
 	UpgradeSurge int
+	// Spare is how many warm spares to keep (Go workers only): workers
+	// started ahead of need that wait, before the app runs, until a slot's
+	// worker dies after its stable period; the spare is then promoted into
+	// the slot (a message on a pipe it holds) and a new spare starts in the
+	// background. Each costs about one idle worker's memory. Zero: none.
+	Spare int
 	// Canary, when its Duration is positive, starts every upgrade with one
 	// new worker judged against the old generation (see CanaryConfig).
 	Canary CanaryConfig
@@ -255,6 +261,12 @@ func (c *Config) validate() error {
 	}
 	if c.UpgradeSurge < 0 || c.UpgradeSurge > MaxWorkers {
 		return fmt.Errorf("%w: -upgrade-surge %d: want 0 (all at once) to %d", ErrConfig, c.UpgradeSurge, MaxWorkers)
+	}
+	if c.Spare < 0 || c.Spare > MaxWorkers {
+		return fmt.Errorf("%w: -spare %d: want 0 (none) to %d", ErrConfig, c.Spare, MaxWorkers)
+	}
+	if c.Spare > 0 && len(c.Command) > 0 {
+		return fmt.Errorf("%w: -spare %d with a worker command: a spare waits inside the Go worker runtime (package worker) before its app runs, which an external command cannot do; use -spare 0", ErrConfig, c.Spare)
 	}
 	if err := c.Canary.validate(c.UpgradeTimeout); err != nil {
 		return err

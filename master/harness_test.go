@@ -27,6 +27,7 @@ type fakeProcs struct {
 	dead       map[int]bool
 	rssOf      map[int]uint64
 	clk        clock
+	promotions [][2]int // pid, slot
 }
 
 type fakeStart struct {
@@ -53,6 +54,18 @@ func (f *fakeProcs) start(slot, gen int) (int, error) {
 	f.next++
 	f.starts = append(f.starts, fakeStart{slot, f.next, f.clk.now()})
 	return f.next, nil
+}
+
+func (f *fakeProcs) startSpare(gen int) (int, error) { return f.start(-1, gen) }
+
+func (f *fakeProcs) promote(pid, slot int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead[pid] {
+		return unix.EPIPE
+	}
+	f.promotions = append(f.promotions, [2]int{pid, slot})
+	return nil
 }
 
 func (f *fakeProcs) rss(pid int) (uint64, error) {

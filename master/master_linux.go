@@ -59,6 +59,8 @@ type master struct {
 	ramp         *ramp          // nil: no surge control in this new master
 	out, errOut  *outputSink    // nil: workers' output is not labelled
 	surgeRetired atomic.Int64   // workers retired for a successor's surge
+	spareMu      sync.Mutex
+	spareMetrics map[int]*os.File // unpromoted spares' metrics sockets, by pid
 }
 
 func (m *master) loop(ctx context.Context) error {

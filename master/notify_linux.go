@@ -82,7 +82,8 @@ func (n *notifySocket) serve(out chan<- noteEvent, quit <-chan struct{}) {
 			n.malformed.Add(1)
 			continue
 		}
-		ev := noteEvent{pid: pid, ready: f.Ready, watchdog: f.Watchdog, stopping: f.Stopping, status: f.Status, recycle: f.Vars[contract.RecycleVar]}
+		ev := noteEvent{pid: pid, ready: f.Ready, watchdog: f.Watchdog, stopping: f.Stopping, status: f.Status, recycle: f.Vars[contract.RecycleVar],
+			spare: f.Vars[contract.SpareVar] == "waiting"}
 		select {
 		case out <- ev:
 		case <-quit:

@@ -105,7 +105,9 @@ type labeler struct {
 	sink          *outputSink
 	json          bool
 	stream        string
-	slot, gen     int
+	gen           int
+	slot          atomic.Int64 // -1 for a spare until promoted (setSlot)
+	prefixSlot    int64        // the slot prefix was built for
 	pid           atomic.Int64
 	ready         chan struct{} // closed once pid is set (or the start failed)
 	partial       []byte
@@ -113,8 +115,13 @@ type labeler struct {
 }
 
 func newLabeler(sink *outputSink, asJSON bool, stream string, slot, gen int) *labeler {
-	return &labeler{sink: sink, json: asJSON, stream: stream, slot: slot, gen: gen, ready: make(chan struct{})}
+	l := &labeler{sink: sink, json: asJSON, stream: stream, gen: gen, ready: make(chan struct{})}
+	l.slot.Store(int64(slot))
+	return l
 }
+
+// setSlot labels the lines of a promoted spare with its slot from now on.
+func (l *labeler) setSlot(slot int) { l.slot.Store(int64(slot)) }
 
 // started sets the worker's pid (0 if the start failed).
 func (l *labeler) started(pid int) {
@@ -173,8 +180,9 @@ func (l *labeler) emitOne(line []byte) {
 		l.sink.put(l.jsonLine(line))
 		return
 	}
-	if l.prefix == nil {
-		l.prefix = []byte("slot=" + strconv.Itoa(l.slot) + " pid=" + strconv.FormatInt(l.pid.Load(), 10) +
+	if slot := l.slot.Load(); l.prefix == nil || slot != l.prefixSlot {
+		l.prefixSlot = slot
+		l.prefix = []byte("slot=" + strconv.FormatInt(slot, 10) + " pid=" + strconv.FormatInt(l.pid.Load(), 10) +
 			" generation=" + strconv.Itoa(l.gen) + " stream=" + l.stream + " | ")
 	}
 	b := make([]byte, 0, len(l.prefix)+len(line)+1)
@@ -186,7 +194,7 @@ func (l *labeler) emitOne(line []byte) {
 // slot, pid, generation and stream added; any other line becomes an object
 // with it as "msg".
 func (l *labeler) jsonLine(line []byte) []byte {
-	fields := [][2]string{{"slot", strconv.Itoa(l.slot)}, {"pid", strconv.FormatInt(l.pid.Load(), 10)},
+	fields := [][2]string{{"slot", strconv.FormatInt(l.slot.Load(), 10)}, {"pid", strconv.FormatInt(l.pid.Load(), 10)},
 		{"generation", strconv.Itoa(l.gen)}, {"stream", strconv.Quote(l.stream)}}
 	trimmed := bytes.TrimSpace(line)
 	if len(trimmed) >= 2 && trimmed[0] == '{' && json.Valid(trimmed) {

@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	m := &master{cfg: cfg, upg: upg, log: cfg.Logger.With("master", os.Getpid()), sigs: sigs,
 		started: time.Now(), phases: phases{init: processInit, run: time.Now()}, readMemory: readMemory, owner: newOwner(), quit: make(chan struct{}),
-		stopReq: make(chan struct{}, 1)}
+		stopReq: make(chan struct{}, 1), spareMetrics: map[int]*os.File{}}
 	if err := m.open(upg.Fds); err != nil {
 		m.close()
 		if !upg.HasParent() {
@@ -128,12 +128,13 @@ func (m *master) start() {
 		spec.out, spec.errOut, spec.json = m.out, m.errOut, m.cfg.WorkerOutput == "json"
 	}
 	m.procs = newExecProcs(spec, exits, m.cfg.Grace, m.log)
+	m.procs.promoted, m.procs.spareGone = m.sparePromoted, m.spareGone
 	m.sup = newSupervisor(superConfig{
 		desired: desired, gen: m.gen, grace: m.cfg.Grace, heartbeat: m.cfg.Heartbeat,
 		startTimeout: m.cfg.StartTimeout, readyDelay: m.cfg.ReadyDelay, backoffMin: m.cfg.BackoffMin,
 		backoffMax: m.cfg.BackoffMax, stable: m.cfg.StablePeriod, log: m.log, hooks: m.hooks(),
 		maxRSS: m.cfg.MaxRSS, observeStart: func(d time.Duration) { m.startHist.Observe(d.Seconds()) },
-		startAttempts: m.cfg.StartAttempts, external: len(m.cfg.Command) > 0,
+		startAttempts: m.cfg.StartAttempts, external: len(m.cfg.Command) > 0, spares: m.cfg.Spare,
 	}, m.procs, exits, notes)
 	m.sup.carryRestarts(m.prev.Restarts)
 	m.final, m.finalSent = make(chan struct{}), make(chan struct{})

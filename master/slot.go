@@ -45,6 +45,8 @@ type worker struct {
 	killed     bool      // SIGKILL sent
 	killReason string    // why the master ended it: heartbeat, start-timeout, rolling, scale, shutdown, recycle
 	status     string    // last STATUS=
+	spare      bool      // a spare not yet promoted (slot -1)
+	warm       bool      // a spare that said it waits (X_PREFORKD_SPARE=waiting)
 }
 
 // slot is a numbered place for one worker. Its restart backoff survives
@@ -99,4 +101,5 @@ type noteEvent struct {
 	stopping bool
 	status   string
 	recycle  string // X_PREFORKD_RECYCLE=<reason>: the worker asks to be replaced
+	spare    bool   // X_PREFORKD_SPARE=waiting: a spare has started and waits
 }

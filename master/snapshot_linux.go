@@ -29,8 +29,16 @@ func (s *supervisor) snapshot() Status {
 		}
 		st.Slots = append(st.Slots, ss)
 	}
+	for _, w := range s.spareList() {
+		state := "starting"
+		if w.warm {
+			state = "waiting"
+		}
+		st.Spares = append(st.Spares, SpareStatus{PID: w.pid, State: state, Uptime: now.Sub(w.started).Seconds()})
+	}
+	st.SparesPromoted = s.spare.promoted
 	for _, w := range s.workers {
-		if !attached[w] {
+		if !attached[w] && !w.spare {
 			st.Draining = append(st.Draining, WorkerStatus{Slot: w.slot, PID: w.pid, Reason: w.killReason, Uptime: now.Sub(w.started).Seconds()})
 		}
 	}

@@ -111,10 +111,23 @@ type execProcs struct {
 	mu      sync.Mutex
 	live    map[int]bool
 	adopted map[int]time.Time
+	// spares are the started spares not yet promoted, by pid (under mu).
+	spares map[int]*spareProc
+	// promoted and spareGone, when set, are told of a spare's promotion
+	// (after its message was written) and of an unpromoted spare's exit.
+	promoted  func(pid, slot int)
+	spareGone func(pid int)
+}
+
+// spareProc is what the master keeps of a spare until its promotion.
+type spareProc struct {
+	promote *os.File  // write end of its pipe (PREFORK_SPARE_FD)
+	labels  []*labeler // its output labels, relabelled at the promotion
 }
 
 type spawnReq struct {
 	slot, gen int
+	spare     bool
 	reply     chan spawnRes
 }
 
@@ -125,7 +138,7 @@ type spawnRes struct {
 
 func newExecProcs(spec spawnSpec, exits chan<- exitEvent, grace time.Duration, log *slog.Logger) *execProcs {
 	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{}),
-		grace: grace, log: log, live: map[int]bool{}, adopted: map[int]time.Time{}}
+		grace: grace, log: log, live: map[int]bool{}, adopted: map[int]time.Time{}, spares: map[int]*spareProc{}}
 	p.wg.Add(1)
 	go p.spawner()
 	return p
@@ -144,7 +157,7 @@ func (p *execProcs) spawner() {
 	for {
 		select {
 		case r := <-p.reqs:
-			pid, err := p.startLocked(r.slot, r.gen)
+			pid, err := p.startLocked(r.slot, r.gen, r.spare)
 			r.reply <- spawnRes{pid, err}
 		case <-p.quit:
 			return
@@ -152,8 +165,14 @@ func (p *execProcs) spawner() {
 	}
 }
 
-func (p *execProcs) start(slot, gen int) (int, error) {
-	r := spawnReq{slot: slot, gen: gen, reply: make(chan spawnRes, 1)}
+func (p *execProcs) start(slot, gen int) (int, error) { return p.request(slot, gen, false) }
+
+// startSpare starts a spare: a worker that waits, before its app runs,
+// for promote to name its slot (slot -1 until then).
+func (p *execProcs) startSpare(gen int) (int, error) { return p.request(-1, gen, true) }
+
+func (p *execProcs) request(slot, gen int, spare bool) (int, error) {
+	r := spawnReq{slot: slot, gen: gen, spare: spare, reply: make(chan spawnRes, 1)}
 	select {
 	case p.reqs <- r:
 	case <-p.quit:
@@ -163,10 +182,24 @@ func (p *execProcs) start(slot, gen int) (int, error) {
 	return res.pid, res.err
 }
 
-func (p *execProcs) startLocked(slot, gen int) (int, error) {
+func (p *execProcs) startLocked(slot, gen int, spare bool) (int, error) {
 	cmd, after, err := p.command(slot, gen)
 	if err != nil {
 		return 0, fmt.Errorf("start worker %d: %w", slot, err)
+	}
+	var promote *os.File
+	if spare {
+		r, w, err := sparePipe()
+		if err != nil {
+			if after != nil {
+				after(0, err)
+			}
+			return 0, fmt.Errorf("start a spare: %w", err)
+		}
+		defer r.Close() // the spare has its copy once started
+		promote = w
+		cmd.Env = append(cmd.Env, contract.SpareFd+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	}
 	var labels []*labeler
 	if p.spec.out != nil {
@@ -182,6 +215,11 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 	err = cmd.Start()
 	if err == nil {
 		p.live[cmd.Process.Pid] = true
+		if spare {
+			p.spares[cmd.Process.Pid] = &spareProc{promote: promote, labels: labels}
+		}
+	} else if promote != nil {
+		promote.Close()
 	}
 	p.mu.Unlock()
 	// os.StartProcess calls Fd on every ExtraFiles entry; should that have
@@ -216,7 +254,15 @@ func (p *execProcs) startLocked(slot, gen int) (int, error) {
 		}
 		p.mu.Lock()
 		delete(p.live, pid)
+		sp := p.spares[pid]
+		delete(p.spares, pid)
 		p.mu.Unlock()
+		if sp != nil {
+			sp.promote.Close()
+			if p.spareGone != nil {
+				p.spareGone(pid)
+			}
+		}
 		p.exits <- exitEvent{pid: pid, status: statusOf(cmd.ProcessState), lastLine: cmd.Stderr.(*lastLine).String()}
 		// What the worker started and left in its process group ends
 		// with it (its pgid stays reserved while the group has members).
@@ -297,6 +343,41 @@ func (p *execProcs) signal(pid int, sig unix.Signal) error {
 		return nil // already gone; its exit is on the way
 	}
 	return err
+}
+
+// promote tells spare pid that it is now slot's worker: one line on its
+// pipe. The spare then runs the app, which sends READY=1 once it serves.
+func (p *execProcs) promote(pid, slot int) error {
+	p.mu.Lock()
+	sp := p.spares[pid]
+	delete(p.spares, pid)
+	p.mu.Unlock()
+	if sp == nil {
+		return fmt.Errorf("spare %d: gone", pid)
+	}
+	defer sp.promote.Close()
+	for _, l := range sp.labels {
+		l.setSlot(slot)
+	}
+	if _, err := sp.promote.Write([]byte(strconv.Itoa(slot) + "\n")); err != nil {
+		return fmt.Errorf("spare %d: %w", pid, err)
+	}
+	if p.promoted != nil {
+		p.promoted(pid, slot)
+	}
+	return nil
+}
+
+// sparePipe is a spare's promotion pipe: the read end for the spare, the
+// write end (non-blocking: a line fits in the pipe's buffer, and the
+// master never waits on a spare) for the master.
+func sparePipe() (r, w *os.File, err error) {
+	var fd [2]int
+	if err := unix.Pipe2(fd[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, err
+	}
+	unix.SetNonblock(fd[1], true)
+	return os.NewFile(uintptr(fd[0]), "spare"), os.NewFile(uintptr(fd[1]), "spare-w"), nil
 }
 
 // close stops the spawner and waits for every wait goroutine; call it after

@@ -16,6 +16,10 @@ type Status struct {
 	Slots []SlotStatus `json:"slots"`
 	// Draining lists workers that were stopped and have not exited yet.
 	Draining []WorkerStatus `json:"draining,omitempty"`
+	// Spares lists the warm spares (-spare), and SparesPromoted counts
+	// those this master promoted into a slot.
+	Spares         []SpareStatus `json:"spares,omitempty"`
+	SparesPromoted uint64        `json:"spares_promoted,omitempty"`
 	// NotifyRejected counts notifications from pids that are not workers.
 	NotifyRejected uint64 `json:"notify_rejected"`
 	// NotifyOversized counts datagrams larger than the notify limit (4 KiB),
@@ -33,6 +37,14 @@ type Status struct {
 
 // phaseLoading is Status.Phase while the state loads.
 const phaseLoading = "loading"
+
+// SpareStatus describes a spare: State is "starting" until it waits for
+// its promotion ("waiting").
+type SpareStatus struct {
+	PID    int     `json:"pid"`
+	State  string  `json:"state"`
+	Uptime float64 `json:"uptime_seconds"`
+}
 
 // SlotStatus describes one slot.
 type SlotStatus struct {

@@ -19,6 +19,10 @@ import (
 // exitEvent on the channel it was built with.
 type procs interface {
 	start(slot, gen int) (pid int, err error)
+	// startSpare starts a spare (spare_linux.go); promote makes it slot's
+	// worker.
+	startSpare(gen int) (pid int, err error)
+	promote(pid, slot int) error
 	signal(pid int, sig unix.Signal) error
 	rss(pid int) (uint64, error)
 }
@@ -40,6 +44,7 @@ type superConfig struct {
 	// startAttempts, when positive, is how many early deaths of one
 	// slot's workers fail the start while no worker has ever been ready.
 	startAttempts int
+	spares        int  // warm spares to keep (-spare)
 	external      bool // workers are an external command (for hints)
 	log           *slog.Logger
 	hooks         Hooks
@@ -69,6 +74,7 @@ type supervisor struct {
 	stats     stats
 	rssAt     time.Time // next RSS check
 	spawnedAt time.Time // when the first workers' processes had all started
+	spare     spares    // warm spares (spare_linux.go)
 }
 
 // stats are counters read by status and metrics.
@@ -176,7 +182,7 @@ func (s *supervisor) spawn(sl *slot) *worker {
 }
 
 func (s *supervisor) slotOf(w *worker) *slot {
-	if w.slot < len(s.slots) {
+	if w.slot >= 0 && w.slot < len(s.slots) {
 		if sl := s.slots[w.slot]; sl.cur == w || sl.next == w {
 			return sl
 		}
@@ -199,6 +205,10 @@ func (s *supervisor) onExit(ev exitEvent) {
 	l := s.wlog(w).With("status", status, "reason", reason, "uptime", now.Sub(w.started).Round(time.Millisecond))
 	if h := s.cfg.hooks.WorkerExited; h != nil {
 		h(w.slot, w.pid, w.gen, status)
+	}
+	if w.spare {
+		s.spareExited(w, status, ev.lastLine, now)
+		return
 	}
 	if s.roll != nil && s.roll.pending == w {
 		s.finishRolling(fmt.Errorf("replacement for slot %d (pid %d) %s before it was ready", w.slot, w.pid, status))
@@ -226,8 +236,13 @@ func (s *supervisor) onExit(ev exitEvent) {
 	early := w.readyAt.IsZero() || now.Sub(w.readyAt) < s.cfg.stable
 	if !early {
 		sl.failures = 0
-		l.Warn("worker exited; restarting now")
-		sl.cur = s.spawn(sl)
+		if sl.cur = s.promoteSpare(sl); sl.cur != nil {
+			l.Warn("worker exited; a spare takes its slot", "spare", sl.cur.pid)
+		} else {
+			l.Warn("worker exited; restarting now")
+			sl.cur = s.spawn(sl)
+		}
+		s.keepSpares()
 		return
 	}
 	sl.failures++
@@ -255,6 +270,11 @@ func (s *supervisor) onNote(ev noteEvent) {
 	}
 	if ev.status != "" {
 		w.status = ev.status
+	}
+	if ev.spare && w.spare && !w.warm {
+		w.warm = true
+		s.spare.failures = 0
+		s.wlog(w).Debug("spare waiting")
 	}
 	if ev.ready && w.state == starting {
 		s.markReady(w, now)
@@ -294,6 +314,7 @@ func (s *supervisor) markReady(w *worker, now time.Time) {
 		s.rollNext()
 	}
 	s.checkFirst()
+	s.keepSpares()
 }
 
 func (s *supervisor) checkFirst() {

@@ -23,6 +23,9 @@ func (s *supervisor) nextWake() (time.Time, bool) {
 		if s.cfg.maxRSS > 0 {
 			set(s.rssAt)
 		}
+		if t, ok := s.spareDue(); ok {
+			set(t)
+		}
 	}
 	for _, w := range s.workers {
 		switch w.state {
@@ -31,7 +34,10 @@ func (s *supervisor) nextWake() (time.Time, bool) {
 				set(w.killAt)
 			}
 		case starting:
-			if s.cfg.readyDelay > 0 {
+			if w.spare && w.warm {
+				continue // waits for its promotion as long as it takes
+			}
+			if s.cfg.readyDelay > 0 && !w.spare {
 				set(w.started.Add(s.cfg.readyDelay))
 			}
 			if s.cfg.startTimeout > 0 {
@@ -64,6 +70,7 @@ func (s *supervisor) onTimer() {
 			}
 		}
 	}
+	s.keepSpares()
 	for _, w := range s.workers {
 		switch w.state {
 		case stopping:
@@ -72,7 +79,10 @@ func (s *supervisor) onTimer() {
 				s.kill(w, w.killReason)
 			}
 		case starting:
-			if s.cfg.readyDelay > 0 && now.Sub(w.started) >= s.cfg.readyDelay {
+			if w.spare && w.warm {
+				continue
+			}
+			if s.cfg.readyDelay > 0 && !w.spare && now.Sub(w.started) >= s.cfg.readyDelay {
 				s.markReady(w, now)
 			} else if s.cfg.startTimeout > 0 && now.Sub(w.started) >= s.cfg.startTimeout {
 				s.wlog(w).Error("worker not ready in time; killing it: "+s.readyHint(), "start_timeout", s.cfg.startTimeout)

@@ -3,12 +3,14 @@
 package worker
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/preforkd/preforkd/internal/aggregate"
@@ -39,8 +41,8 @@ func New(opts Options) (*Worker, error) {
 	if w.grace, err = time.ParseDuration(get(contract.Grace)); err != nil || w.grace <= 0 {
 		w.grace = 30 * time.Second
 	}
-	w.log = w.log.With("slot", w.slot, "pid", os.Getpid(), "generation", w.gen)
 	stateFd, stateSize := get(contract.StateFd), get(contract.StateSize)
+	spareFd := get(contract.SpareFd)
 	metricsFd, masterFd := get(contract.MetricsFd), get(contract.MasterFd)
 	balanceFd := get(contract.BalanceFd)
 	get(contract.MasterPid)
@@ -74,6 +76,13 @@ func New(opts Options) (*Worker, error) {
 		w.Close()
 		return nil, err
 	}
+	if spareFd != "" {
+		if err := w.awaitPromotion(spareFd, sigs); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	w.log = w.log.With("slot", w.slot, "pid", os.Getpid(), "generation", w.gen)
 	w.wg.Add(1)
 	go w.watch(sigs)
 	return w, nil
@@ -150,6 +159,45 @@ func (w *Worker) joinBoard(fdVar string) error {
 		w.balance = p
 	} else {
 		w.log.Warn("the balance board is full: this worker accepts without balancing")
+	}
+	return nil
+}
+
+// awaitPromotion is a spare's wait (-spare): everything the app needs is
+// set up, and the app has not run. It tells the master it waits, then
+// blocks until the master names this worker's slot on the pipe. A spare
+// that is stopped (SIGTERM, SIGINT) or loses its master (EOF) before that
+// exits 0 here: it has nothing to drain.
+func (w *Worker) awaitPromotion(fdVar string, sigs chan os.Signal) error {
+	fd, err := takeFd(fdVar)
+	if err != nil {
+		return fmt.Errorf("%s: %w", contract.SpareFd, err)
+	}
+	f := os.NewFile(uintptr(fd), "spare")
+	defer f.Close()
+	if w.notify != nil {
+		w.notify.Send(contract.SpareVar + "=waiting")
+	}
+	line := make(chan string, 1)
+	go func() {
+		b, _ := bufio.NewReader(f).ReadString('\n')
+		line <- b
+	}()
+	select {
+	case b := <-line:
+		slot, err := strconv.Atoi(strings.TrimSuffix(b, "\n"))
+		if err != nil || slot < 0 {
+			if b == "" { // EOF: the master is gone
+				w.Close()
+				os.Exit(0)
+			}
+			return fmt.Errorf("%s: promotion %q: not a slot", contract.SpareFd, b)
+		}
+		w.slot = slot
+		return nil
+	case <-sigs:
+		w.Close()
+		os.Exit(0)
 	}
 	return nil
 }

@@ -202,7 +202,13 @@ func printStatus(w io.Writer, st master.Status) {
 	for _, d := range st.Draining {
 		fmt.Fprintf(tw, "(%d)\t%d\tdraining (%s)\t%s\t\t\t\t\n", d.Slot, d.PID, d.Reason, secs(d.Uptime))
 	}
+	for _, sp := range st.Spares {
+		fmt.Fprintf(tw, "spare\t%d\t%s\t%s\t\t\t\t\n", sp.PID, sp.State, secs(sp.Uptime))
+	}
 	tw.Flush()
+	if st.SparesPromoted > 0 {
+		fmt.Fprintf(w, "spares promoted: %d\n", st.SparesPromoted)
+	}
 }
 
 func secs(s float64) string {

@@ -46,6 +46,7 @@ type options struct {
 	maxRequests     int
 	canary          master.CanaryConfig
 	upgradeSurge    int
+	spare           int
 	requestTimeout  time.Duration
 	workerOutput    string
 	cred            *master.Credential
@@ -95,6 +96,7 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
 	fs.StringVar(&o.workerOutput, "worker-output", "label", "workers' stdout and stderr: label (every line with its worker's slot, pid and generation, as text or, with -log-format json, as JSON) or inherit (the master's streams, unlabelled)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 0, "Go HTTP workers answer a request still running after D with 503 (if nothing was written), log its stack and count it; more than 3 stuck (or one past 10×D) recycle the worker; 0 = off")
+	fs.IntVar(&o.spare, "spare", 0, "keep N warm spares (Go workers): started and waiting, one takes the slot of a worker that dies after -stable-period (a message, not a process start), and a new spare starts behind it; each costs about one idle worker's memory; 0 = none")
 	fs.IntVar(&o.upgradeSurge, "upgrade-surge", 0, "at most -workers + N worker processes during an upgrade: the old generation retires one worker for each new one beyond N; 0 = start the new generation at once")
 	fs.DurationVar(&o.canary.Duration, "canary", 0, "start each upgrade with one new worker serving beside the old generation this long, judged before the rest start (rolled back on a crash or worse HTTP figures); 0 = off")
 	fs.Float64Var(&o.canary.Max5xx, "canary-max-5xx", 1, "percentage points by which the canary's 5xx ratio may exceed the old generation's")
@@ -215,6 +217,7 @@ func (o *options) masterConfig(p Program, logger *slog.Logger) (master.Config, e
 		MaxRequests:     o.maxRequests,
 		Canary:          o.canary,
 		UpgradeSurge:    o.upgradeSurge,
+		Spare:           o.spare,
 		RequestTimeout:  o.requestTimeout,
 		WorkerOutput:    workerOutput(o.workerOutput, o.logFormat),
 		ExternalMetrics: o.externalMetrics,

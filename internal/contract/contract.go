@@ -44,6 +44,11 @@ const (
 	// RequestTimeout is the request deadline of Go HTTP workers (a Go
 	// duration).
 	RequestTimeout = "PREFORK_REQUEST_TIMEOUT"
+	// SpareFd is the read end of a spare's promotion pipe: a spare (a Go
+	// worker started ahead of need, -spare) waits, before its app runs,
+	// for one line there: the slot it now serves (its Worker value is -1
+	// until then). EOF means the master is gone.
+	SpareFd = "PREFORK_SPARE_FD"
 	// ExecShim marks the exec-shim role: set LISTEN_PID, then exec the
 	// external command.
 	ExecShim = "PREFORK_EXEC_SHIM"
@@ -61,3 +66,7 @@ const Tableflip = "TABLEFLIP_HAS_PARENT_7DIU3"
 // replaced gracefully ("X_PREFORKD_RECYCLE=1"): its replacement is started
 // and made ready first.
 const RecycleVar = "X_PREFORKD_RECYCLE"
+
+// SpareVar is the sd_notify variable with which a spare says it has
+// started and waits for its promotion ("X_PREFORKD_SPARE=waiting").
+const SpareVar = "X_PREFORKD_SPARE"
