@@ -206,7 +206,7 @@ type Status struct {
 		PID   int    `json:"pid"`
 		State string `json:"state"`
 	} `json:"spares"`
-	SparesPromoted uint64 `json:"spares_promoted"`
+	SparesPromoted  uint64 `json:"spares_promoted"`
 	NotifyRejected  uint64 `json:"notify_rejected"`
 	NotifyOversized uint64 `json:"notify_oversized"`
 	NotifyMalformed uint64 `json:"notify_malformed"`

@@ -121,7 +121,7 @@ type execProcs struct {
 
 // spareProc is what the master keeps of a spare until its promotion.
 type spareProc struct {
-	promote *os.File  // write end of its pipe (PREFORK_SPARE_FD)
+	promote *os.File   // write end of its pipe (PREFORK_SPARE_FD)
 	labels  []*labeler // its output labels, relabelled at the promotion
 }
 
