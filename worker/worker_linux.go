@@ -175,6 +175,16 @@ func (w *Worker) awaitPromotion(fdVar string, sigs chan os.Signal) error {
 	}
 	f := os.NewFile(uintptr(fd), "spare")
 	defer f.Close()
+	// Map every page of the state now, while nothing waits for this
+	// process: the app's first pass over it (a table's validation, say)
+	// then takes no page fault. Measured with the demo's 6 MB table on this
+	// VM: its open took 9–15 ms after a promotion, nearly all of it in
+	// faults. The cost is the spare's page tables over the whole state
+	// (2 MiB per GiB with 4 KiB pages), as if it had read it all; a kernel
+	// without MADV_POPULATE_READ (before 5.14) leaves the faults for later.
+	if len(w.state) > 0 {
+		unix.Madvise(w.state, unix.MADV_POPULATE_READ)
+	}
 	if w.notify != nil {
 		w.notify.Send(contract.SpareVar + "=waiting")
 	}
