@@ -31,6 +31,10 @@ type logEvent struct {
 	msg                    string
 	slot, pid, generation  int
 	startTime, masterReady time.Duration
+	// phases are a "master ready" line's phase_* fields (master/phases.go),
+	// by name without the prefix; reused its state_reused.
+	phases map[string]time.Duration
+	reused bool
 }
 
 // logTail reads a master's stderr (every later master and worker of the
@@ -65,6 +69,9 @@ func newLogTail(r io.ReadCloser) *logTail {
 				ev.startTime, ev.masterReady = time.Duration(j.StartTime), time.Duration(j.Took)
 				if j.Slot != nil {
 					ev.slot = *j.Slot
+				}
+				if j.Msg == "master ready" {
+					ev.phases, ev.reused = masterPhases(line)
 				}
 			}
 			t.mu.Lock()
@@ -311,4 +318,23 @@ func (m *Master) scrape(c *http.Client) (string, time.Duration, error) {
 		err = errors.New("metrics: " + resp.Status)
 	}
 	return string(b), took, err
+}
+
+// masterPhases reads the phase_* fields (nanoseconds) and state_reused of
+// a "master ready" JSON line.
+func masterPhases(line string) (map[string]time.Duration, bool) {
+	var all map[string]any
+	if json.Unmarshal([]byte(line), &all) != nil {
+		return nil, false
+	}
+	out := map[string]time.Duration{}
+	for k, v := range all {
+		if name, ok := strings.CutPrefix(k, "phase_"); ok {
+			if f, ok := v.(float64); ok {
+				out[name] = time.Duration(f)
+			}
+		}
+	}
+	reused, _ := all["state_reused"].(bool)
+	return out, reused
 }
