@@ -18,7 +18,12 @@ import (
 type HTTPMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	inFlight prometheus.Gauge
+	inFlight *inFlight
+
+	// base is a monotonic clock reading: a request's duration is two
+	// readings of the monotonic clock against it (time.Since), where
+	// time.Now would also read the wall clock at the start.
+	base time.Time
 
 	// Label children, made on first use and from then on read with one
 	// atomic load (no map lookup, no label hashing, no lock): the
@@ -39,6 +44,27 @@ const maxCode = 600
 
 type observer struct{ prometheus.Observer }
 type counter struct{ prometheus.Counter }
+
+// inFlight is the http_requests_in_flight gauge kept as one integer: a
+// request adds 1 and then -1 with one atomic instruction each, where a
+// prometheus.Gauge runs a compare-and-swap loop over a float (retried
+// while another CPU's request changes it). Two HTTPMetrics on one
+// registry share it.
+type inFlight struct {
+	n    atomic.Int64
+	desc *prometheus.Desc
+}
+
+func newInFlight() *inFlight {
+	return &inFlight{desc: prometheus.NewDesc("http_requests_in_flight", "HTTP requests being served.", nil, nil)}
+}
+
+// Describe and Collect make it a prometheus.Collector (a gauge).
+func (g *inFlight) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *inFlight) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(g.n.Load()))
+}
 
 // methods are the label values of the standard methods; any other method
 // is "unknown".
@@ -97,10 +123,8 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 			Help:    "Time from the start of an HTTP request until its handler returned, by method.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "http_requests_in_flight",
-			Help: "HTTP requests being served.",
-		}),
+		inFlight: newInFlight(),
+		base:     time.Now(),
 	}
 	if reg == nil {
 		return m
@@ -154,8 +178,8 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // and ReadFrom through, and unwraps for http.ResponseController.
 func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.inFlight.Inc()
-		start := time.Now()
+		m.inFlight.n.Add(1)
+		start := time.Since(m.base)
 		rec, _ := m.writers.Get().(*statusWriter)
 		if rec == nil {
 			rec = new(statusWriter)
@@ -164,7 +188,7 @@ func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
 		panicked := true
 		defer func() {
 			mi := methodIndex(r.Method)
-			m.observer(mi).Observe(time.Since(start).Seconds())
+			m.observer(mi).Observe((time.Since(m.base) - start).Seconds())
 			code := rec.code
 			switch {
 			case panicked && (code == 0 || code < 500):
@@ -175,7 +199,7 @@ func (m *HTTPMetrics) Wrap(h http.Handler) http.Handler {
 				code = http.StatusOK
 			}
 			m.counter(mi, code).Inc()
-			m.inFlight.Dec()
+			m.inFlight.n.Add(-1)
 			if !panicked { // after a panic the handler's goroutines may still hold it
 				rec.ResponseWriter = nil
 				m.writers.Put(rec)

@@ -31,7 +31,8 @@ func BenchmarkHTTPMiddleware(b *testing.B) {
 // promhttp's three wrappers, for comparison.
 func BenchmarkHTTPMiddlewarePromhttp(b *testing.B) {
 	m := NewHTTPMetrics(prometheus.NewRegistry())
-	h := promhttp.InstrumentHandlerInFlight(m.inFlight,
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Name: "http_requests_in_flight_promhttp", Help: "promhttp's gauge."})
+	h := promhttp.InstrumentHandlerInFlight(inFlight,
 		promhttp.InstrumentHandlerDuration(m.duration, promhttp.InstrumentHandlerCounter(m.requests, okHandler)))
 	benchHandler(b, h)
 }
