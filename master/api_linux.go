@@ -99,7 +99,7 @@ func (m *master) serveEndpoints() {
 		own := prometheus.WrapRegistererWithPrefix("prefork_master_", reg)
 		own.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 		reg.MustRegister(&masterCollector{m: m}, m.startHist)
-		m.metricsSrv = newMetricsServer(m.res.metrics, prometheus.Gatherers{reg, m.agg}, m.handleHealthz, m.log)
+		m.metricsSrv = newMetricsServer(m.res.metrics, scrapeGatherer{own: reg, workers: m.agg}, m.handleHealthz, m.log)
 		m.metricsSrv.resume()
 	}
 	if m.res.control != nil {
