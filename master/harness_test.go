@@ -58,6 +58,14 @@ func (f *fakeProcs) start(slot, gen int) (int, error) {
 
 func (f *fakeProcs) startSpare(gen int) (int, error) { return f.start(-1, gen) }
 
+func (f *fakeProcs) startAll(slots []int, gen int) []spawnRes {
+	out := make([]spawnRes, len(slots))
+	for i, slot := range slots {
+		out[i].pid, out[i].err = f.start(slot, gen)
+	}
+	return out
+}
+
 func (f *fakeProcs) promote(pid, slot int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -14,8 +14,8 @@ import (
 // (see descendants_linux.go): a zombie is reaped; a live process adopted
 // from a worker's descent gets SIGTERM when first seen and SIGKILL once it
 // has outlived the grace period. A worker's exit status belongs to its own
-// cmd.Wait, so workers are never touched here (p.mu makes start-and-record
-// atomic with respect to this scan), and neither is anything in the
+// cmd.Wait, so workers are never touched here (p.startMu makes
+// start-and-record atomic with respect to this scan), and neither is anything in the
 // master's own process group (a successor master, which tableflip waits
 // for). While an upgrade runs nothing is touched. It returns how many
 // processes it reaped and how many it signalled.
@@ -24,6 +24,8 @@ import (
 // would keep returning the first zombie — possibly a worker's — and never
 // reach the others behind it.
 func (p *execProcs) sweep(upgrading func() bool) (reaped, signalled int) {
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if upgrading() {

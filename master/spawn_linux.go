@@ -109,6 +109,9 @@ type execProcs struct {
 	// holds it too, so that it never touches a worker that was started
 	// but not yet recorded.
 	mu      sync.Mutex
+	// startMu is held shared by every start (concurrent starts run on
+	// the spawner threads) and exclusively by the reaper's scan.
+	startMu sync.RWMutex
 	live    map[int]bool
 	adopted map[int]time.Time
 	// spares are the started spares not yet promoted, by pid (under mu).
@@ -139,15 +142,32 @@ type spawnRes struct {
 func newExecProcs(spec spawnSpec, exits chan<- exitEvent, grace time.Duration, log *slog.Logger) *execProcs {
 	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{}),
 		grace: grace, log: log, live: map[int]bool{}, adopted: map[int]time.Time{}, spares: map[int]*spareProc{}}
-	p.wg.Add(1)
-	go p.spawner()
+	// Put the shared sockets through os.File.Fd once now, restoring
+	// their mode: Fd switches a pollable file to blocking mode the first
+	// time only, so that no later start (concurrent ones included) changes
+	// the open file description that the master and every worker share.
+	for _, f := range spec.nonblock {
+		if fl := fcntlFlags(f); fl >= 0 {
+			fd := f.Fd()
+			unix.SetNonblock(int(fd), fl&unix.O_NONBLOCK != 0)
+		}
+	}
+	for range spawners() {
+		p.wg.Add(1)
+		go p.spawner()
+	}
 	return p
 }
 
-// spawner starts every worker from the same locked OS thread. An external
-// worker's exec shim sets PR_SET_PDEATHSIG, which fires when the thread
-// that started it exits (golang/go#27505): this thread lives as long as the
-// master does.
+// spawners is how many threads start workers: a generation's workers
+// start in parallel, each fork+exec taking one CPU while the kernel loads
+// the binary.
+func spawners() []struct{} { return make([]struct{}, min(max(runtime.NumCPU(), 1), 4)) }
+
+// spawner starts workers from a locked OS thread (one of spawners()). An
+// external worker's exec shim sets PR_SET_PDEATHSIG, which fires when the
+// thread that started it exits (golang/go#27505): these threads live as
+// long as the master does.
 func (p *execProcs) spawner() {
 	defer p.wg.Done()
 	runtime.LockOSThread()
@@ -166,6 +186,22 @@ func (p *execProcs) spawner() {
 }
 
 func (p *execProcs) start(slot, gen int) (int, error) { return p.request(slot, gen, false) }
+
+// startAll starts a worker for each slot, in parallel on the spawner
+// threads; the results are in the order of slots.
+func (p *execProcs) startAll(slots []int, gen int) []spawnRes {
+	out := make([]spawnRes, len(slots))
+	var wg sync.WaitGroup
+	for i, slot := range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].pid, out[i].err = p.request(slot, gen, false)
+		}()
+	}
+	wg.Wait()
+	return out
+}
 
 // startSpare starts a spare: a worker that waits, before its app runs,
 // for promote to name its slot (slot -1 until then).
@@ -211,8 +247,9 @@ func (p *execProcs) startLocked(slot, gen int, spare bool) (int, error) {
 	for i, f := range nonblock {
 		flags[i] = fcntlFlags(f)
 	}
-	p.mu.Lock()
+	p.startMu.RLock()
 	err = cmd.Start()
+	p.mu.Lock()
 	if err == nil {
 		p.live[cmd.Process.Pid] = true
 		if spare {
@@ -222,6 +259,7 @@ func (p *execProcs) startLocked(slot, gen int, spare bool) (int, error) {
 		promote.Close()
 	}
 	p.mu.Unlock()
+	p.startMu.RUnlock()
 	// os.StartProcess calls Fd on every ExtraFiles entry; should that have
 	// changed a shared socket's blocking mode (a File made by net would),
 	// put it back as it was: O_NONBLOCK belongs to the open file

@@ -19,6 +19,8 @@ import (
 // exitEvent on the channel it was built with.
 type procs interface {
 	start(slot, gen int) (pid int, err error)
+	// startAll starts a worker per slot, in parallel where it can.
+	startAll(slots []int, gen int) []spawnRes
 	// startSpare starts a spare (spare_linux.go); promote makes it slot's
 	// worker.
 	startSpare(gen int) (pid int, err error)
@@ -111,11 +113,7 @@ func newSupervisor(cfg superConfig, p procs, exits chan exitEvent, notes chan no
 func (s *supervisor) run(ctx context.Context) {
 	defer close(s.done)
 	s.rssAt = s.now()
-	for i := 0; i < s.desired; i++ {
-		sl := &slot{index: i}
-		s.slots = append(s.slots, sl)
-		sl.cur = s.spawn(sl)
-	}
+	s.spawnSlots(0, s.desired)
 	s.spawnedAt = s.now()
 	timer := s.clk.newTimer(time.Hour)
 	defer timer.Stop()
@@ -158,10 +156,29 @@ func (s *supervisor) wlog(w *worker) *slog.Logger {
 	return s.log.With("slot", w.slot, "pid", w.pid, "generation", w.gen)
 }
 
+// spawnSlots adds slots from up to n (exclusive) and starts their
+// workers together.
+func (s *supervisor) spawnSlots(from, n int) {
+	var idx []int
+	for i := from; i < n; i++ {
+		s.slots = append(s.slots, &slot{index: i})
+		idx = append(idx, i)
+	}
+	for i, r := range s.procs.startAll(idx, s.cfg.gen) {
+		sl := s.slots[idx[i]]
+		sl.cur = s.started(sl, r.pid, r.err)
+	}
+}
+
 // spawn starts a worker for sl. On failure (out of fds or processes, say)
 // it logs, counts, and puts the slot in backoff; it returns nil then.
 func (s *supervisor) spawn(sl *slot) *worker {
 	pid, err := s.procs.start(sl.index, s.cfg.gen)
+	return s.started(sl, pid, err)
+}
+
+// started records the outcome of a start for sl (see spawn).
+func (s *supervisor) started(sl *slot, pid int, err error) *worker {
 	now := s.now()
 	if err != nil {
 		s.stats.startFailures++
@@ -390,11 +407,7 @@ func (s *supervisor) scale(n int) error {
 		return nil
 	}
 	s.log.Info("scaling workers", "from", s.desired, "to", n)
-	for i := len(s.slots); i < n; i++ {
-		sl := &slot{index: i}
-		s.slots = append(s.slots, sl)
-		sl.cur = s.spawn(sl)
-	}
+	s.spawnSlots(len(s.slots), n)
 	for i := n; i < len(s.slots); i++ {
 		for _, w := range []*worker{s.slots[i].cur, s.slots[i].next} {
 			if w != nil {
