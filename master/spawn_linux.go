@@ -108,7 +108,7 @@ type execProcs struct {
 	// (the processes the reaper has sent SIGTERM, and when). The reaper
 	// holds it too, so that it never touches a worker that was started
 	// but not yet recorded.
-	mu      sync.Mutex
+	mu sync.Mutex
 	// startMu is held shared by every start (concurrent starts run on
 	// the spawner threads) and exclusively by the reaper's scan.
 	startMu sync.RWMutex
