@@ -12,6 +12,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // workerConn is the master's side of one worker's metrics socket: one reader
@@ -43,6 +45,20 @@ type workerConn struct {
 	mine   int64   // bytes of the snapshot this worker holds (reader only)
 	bad    int     // undecodable frames in a row (reader only)
 	refuse bool    // a frame over the budget was logged (reader only)
+
+	// fams holds the families of the last accepted frame by their encoded
+	// message: a family whose bytes did not change since (the HTTP series
+	// of an idle worker, go_info, limits, most runtime series between two
+	// close scrapes) is neither decoded nor indexed again (reader only).
+	fams map[string]*famEntry
+	wl   *dto.LabelPair // worker="<slot>", shared by every exported series
+}
+
+// famEntry is one family of a worker's last frame, prepared.
+type famEntry struct {
+	key  string // the encoded message, as received
+	fs   famSnap
+	keep bool // false: left out of the snapshot (empty or unknown type)
 }
 
 // maxBadFrames is how many undecodable frames in a row cut a worker off.
@@ -73,6 +89,7 @@ func newWorkerConn(slot, pid int, order uint64, f *os.File, log *slog.Logger, he
 		log:     log.With("slot", slot, "pid", pid),
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
+		wl:      workerPair(slot),
 	}
 }
 
@@ -128,9 +145,33 @@ var errCutOff = errors.New("undecodable frames in a row: cut off")
 
 // decode turns a frame's payload into a snapshot, within the budget. ok is
 // false when the previous snapshot stays (undecodable, or over the
-// budget); cut is true when the worker must be cut off.
+// budget); cut is true when the worker must be cut off. Families whose
+// bytes equal one of the previous accepted frame are taken from it.
 func (w *workerConn) decode(b []byte) (snap []famSnap, ok, cut bool) {
-	mfs, err := decodeFamilies(b)
+	msgs, err := splitMessages(b)
+	next := make(map[string]*famEntry, len(msgs))
+	snap = make([]famSnap, 0, len(msgs))
+	for _, msg := range msgs {
+		if err != nil {
+			break
+		}
+		e := w.fams[string(msg)]
+		if e == nil {
+			e = next[string(msg)]
+		}
+		if e == nil {
+			var mf *dto.MetricFamily
+			if mf, err = decodeFamily(msg); err != nil {
+				break
+			}
+			e = &famEntry{key: string(msg)}
+			e.fs, e.keep = prepareFamily(w.wl, mf)
+		}
+		next[e.key] = e
+		if e.keep {
+			snap = append(snap, e.fs)
+		}
+	}
 	if err != nil {
 		w.bad++
 		w.log.Warn("metrics: undecodable snapshot from worker", "err", err, "in_a_row", w.bad)
@@ -147,7 +188,8 @@ func (w *workerConn) decode(b []byte) (snap []famSnap, ok, cut bool) {
 		return nil, false, false
 	}
 	w.mine = n
-	return prepare(w.slot, mfs), true, false
+	w.fams = next
+	return snap, true, false
 }
 
 // release gives the worker's bytes back to the budget (after the reader
@@ -155,6 +197,7 @@ func (w *workerConn) decode(b []byte) (snap []famSnap, ok, cut bool) {
 func (w *workerConn) release() {
 	w.held.swap(w.mine, 0)
 	w.mine = 0
+	w.fams = nil
 }
 
 // snapshot returns the latest snapshot (shared: read only).

@@ -71,7 +71,9 @@
 // connection. The master holds at most AggregatorOptions.MaxHeld bytes of
 // snapshots for all workers together (256 MiB by default): a frame that
 // would go past it is dropped and the worker's previous copy kept.
-// Concurrent scrapes share one gather.
+// Concurrent scrapes share one gather. The master keeps each worker's
+// families of its last frame by their bytes: a family sent again unchanged
+// is not decoded again (nothing in the protocol changes for it).
 //
 // The master runs one reader goroutine per worker that reads frames for as long
 // as the socket is open and keeps the latest one with its seq. A scrape writes

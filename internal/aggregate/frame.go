@@ -104,25 +104,43 @@ func readFrame(r io.Reader, payload *bytes.Buffer) (uint64, error) {
 
 // decodeFamilies decodes a frame payload.
 func decodeFamilies(payload []byte) ([]*dto.MetricFamily, error) {
-	// expfmt's decoder trusts each message's length prefix (no MaxSize):
-	// one huge prefix would make it allocate that much. Check them first.
+	msgs, err := splitMessages(payload)
+	if err != nil {
+		return nil, err
+	}
+	mfs := make([]*dto.MetricFamily, 0, len(msgs))
+	for _, msg := range msgs {
+		mf, err := decodeFamily(msg)
+		if err != nil {
+			return nil, err
+		}
+		mfs = append(mfs, mf)
+	}
+	return mfs, nil
+}
+
+// splitMessages cuts a payload into its length-delimited messages, each
+// with its length prefix. expfmt's decoder trusts each message's length
+// prefix (no MaxSize): one huge prefix would make it allocate that much,
+// so they are all checked here first.
+func splitMessages(payload []byte) ([][]byte, error) {
+	var msgs [][]byte
 	for rest := payload; len(rest) > 0; {
 		n, k := protowire.ConsumeVarint(rest)
 		if k < 0 || n > uint64(len(rest)-k) {
 			return nil, errBadPayload
 		}
+		msgs = append(msgs, rest[:k+int(n)])
 		rest = rest[k+int(n):]
 	}
-	dec := expfmt.NewDecoder(bytes.NewReader(payload), wireFormat())
-	var mfs []*dto.MetricFamily
-	for {
-		mf := &dto.MetricFamily{}
-		if err := dec.Decode(mf); err != nil {
-			if errors.Is(err, io.EOF) {
-				return mfs, nil
-			}
-			return nil, err
-		}
-		mfs = append(mfs, mf)
+	return msgs, nil
+}
+
+// decodeFamily decodes one message of splitMessages.
+func decodeFamily(msg []byte) (*dto.MetricFamily, error) {
+	mf := &dto.MetricFamily{}
+	if err := expfmt.NewDecoder(bytes.NewReader(msg), wireFormat()).Decode(mf); err != nil {
+		return nil, err
 	}
+	return mf, nil
 }

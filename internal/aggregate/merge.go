@@ -60,23 +60,36 @@ type seriesSnap struct {
 // unknown type and metrics with unusable labels are left out.
 func prepare(slot int, mfs []*dto.MetricFamily) []famSnap {
 	out := make([]famSnap, 0, len(mfs))
-	wl := &dto.LabelPair{Name: new(workerLabel), Value: new(strconv.Itoa(slot))}
+	wl := workerPair(slot)
 	for _, mf := range mfs {
-		if len(mf.GetMetric()) == 0 || !knownType(mf.GetType()) {
-			continue
+		if fs, ok := prepareFamily(wl, mf); ok {
+			out = append(out, fs)
 		}
-		fs := famSnap{mf: mf, series: make([]seriesSnap, 0, len(mf.GetMetric()))}
-		for _, m := range mf.GetMetric() {
-			if m == nil {
-				continue
-			}
-			if labels, key, ok := exportLabels(mf.GetName(), m.GetLabel(), wl); ok {
-				fs.series = append(fs.series, seriesSnap{m: m, key: key, labels: labels})
-			}
-		}
-		out = append(out, fs)
 	}
 	return out
+}
+
+// workerPair is the label pair worker="<slot>".
+func workerPair(slot int) *dto.LabelPair {
+	return &dto.LabelPair{Name: new(workerLabel), Value: new(strconv.Itoa(slot))}
+}
+
+// prepareFamily indexes one family; ok is false if it is left out (empty,
+// or of an unknown type).
+func prepareFamily(wl *dto.LabelPair, mf *dto.MetricFamily) (famSnap, bool) {
+	if len(mf.GetMetric()) == 0 || !knownType(mf.GetType()) {
+		return famSnap{}, false
+	}
+	fs := famSnap{mf: mf, series: make([]seriesSnap, 0, len(mf.GetMetric()))}
+	for _, m := range mf.GetMetric() {
+		if m == nil {
+			continue
+		}
+		if labels, key, ok := exportLabels(mf.GetName(), m.GetLabel(), wl); ok {
+			fs.series = append(fs.series, seriesSnap{m: m, key: key, labels: labels})
+		}
+	}
+	return fs, true
 }
 
 // exportLabels returns in (a metric's labels) sorted by name, with a
