@@ -24,22 +24,31 @@ var ErrNotSealed = errors.New("state: region is not sealed")
 // turns into "unexpected fault address", "fatal error: fault" and exit
 // status 2: it cannot be recovered (unless the goroutine set
 // debug.SetPanicOnFault). The kernel refuses every attempt to make the
-// mapping or the region writable (mprotect: EACCES; writable mmap, write,
-// ftruncate, fallocate: EPERM).
+// mapping or the region writable (mprotect: EACCES; writable mmap,
+// ftruncate, fallocate: EPERM; write: EPERM, or EINVAL on a hugetlb
+// region, which has no write(2) at all).
 type Mapping struct {
-	b []byte // nil for an empty region; otherwise the slice unix.Mmap returned
+	b []byte // nil for an empty region; otherwise the region's bytes
+	m mapped // the whole mapping (a hugetlb region's extends past b)
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // MapFd maps the sealed memfd fd read-only (PROT_READ, MAP_SHARED) after
-// checking that it carries every seal in Seals and holds exactly size bytes.
-// The seals are checked first, so the size cannot change after it is
-// checked. An fd that is not a memfd, or a memfd that is not fully sealed,
-// is refused with an error that wraps ErrNotSealed; a size mismatch is
-// refused too. A size of 0 gives a Mapping whose Bytes is empty (an empty
-// mmap is impossible).
+// checking that it carries every seal in Seals and holds exactly size bytes
+// (a hugetlb memfd: size rounded up to its huge page size, as
+// Region.PageMode PagesHugeTLB builds it). The seals are checked first, so
+// the size cannot change after it is checked. An fd that is not a memfd,
+// or a memfd that is not fully sealed, is refused with an error that wraps
+// ErrNotSealed; a size mismatch is refused too. A size of 0 gives a
+// Mapping whose Bytes is empty (an empty mmap is impossible).
+//
+// Huge pages: a hugetlb memfd is mapped in its huge pages. Any other
+// region of 2 MiB or more is mapped at an address aligned to the
+// transparent huge page size and advised MADV_HUGEPAGE, so that where the
+// region's pages are huge (PagesTHP) each is mapped with one page-table
+// entry; where they are not, that changes nothing.
 //
 // MapFd neither closes fd, nor keeps it, nor changes its flags: the caller
 // may close it as soon as MapFd returns (or must at least set close-on-exec
@@ -66,20 +75,44 @@ func MapFd(fd int, size int64) (*Mapping, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("state: map fd %d: fstat: %w", fd, err)
 	}
-	if st.Size != size {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return nil, fmt.Errorf("state: map fd %d: fstatfs: %w", fd, err)
+	}
+	hugetlb := fs.Type == unix.HUGETLBFS_MAGIC
+	if hugetlb {
+		// The file is the state rounded up to whole huge pages (st_blksize).
+		if want := roundUp(size, int64(st.Blksize)); st.Size != want {
+			return nil, fmt.Errorf("state: map fd %d: hugetlb region holds %d bytes, expected %d (%d rounded up to %d-byte pages)",
+				fd, st.Size, want, size, st.Blksize)
+		}
+	} else if st.Size != size {
 		return nil, fmt.Errorf("state: map fd %d: region holds %d bytes, expected %d", fd, st.Size, size)
 	}
 	if size == 0 {
 		return &Mapping{}, nil
 	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("state: map fd %d: %d bytes do not fit in the address space", fd, size)
+	if st.Size > math.MaxInt {
+		return nil, fmt.Errorf("state: map fd %d: %d bytes do not fit in the address space", fd, st.Size)
 	}
-	b, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	var m mapped
+	switch pmd := pmdSize(); {
+	case hugetlb:
+		m, err = mmap(fd, 0, st.Size, unix.PROT_READ)
+	case size >= pmd:
+		if m, err = mmapAligned(fd, 0, size, unix.PROT_READ, pmd); err == nil {
+			// Refused only where the kernel has no THP at all: then there
+			// is nothing to gain either.
+			_ = unix.Madvise(m.bytes(size), unix.MADV_HUGEPAGE)
+		}
+	default:
+		m, err = mmap(fd, 0, size, unix.PROT_READ)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("state: map fd %d: mmap %d bytes: %w", fd, size, err)
+		return nil, fmt.Errorf("state: map fd %d: mmap %d bytes: %w", fd, st.Size, err)
 	}
-	return &Mapping{b: b}, nil
+	b := m.bytes(size)
+	return &Mapping{b: b[:size:size], m: m}, nil
 }
 
 // Map is MapFd for an *os.File. It does not call f.Fd (which would put the
@@ -114,7 +147,7 @@ func (m *Mapping) Close() error {
 		if m.b == nil {
 			return
 		}
-		if err := unix.Munmap(m.b); err != nil {
+		if err := m.m.unmap(); err != nil {
 			m.closeErr = fmt.Errorf("state: munmap: %w", err)
 		}
 		m.b = nil

@@ -3,6 +3,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -29,8 +30,9 @@ const memfdNameMax = 249
 //
 // Its methods are safe for concurrent use.
 type Region struct {
-	f    *os.File
-	size int64
+	f     *os.File
+	size  int64  // the state's bytes; a hugetlb memfd is longer
+	pages string // PagesHugeTLB, PagesTHP or Pages4K
 
 	closeOnce sync.Once
 	closeErr  error
@@ -38,18 +40,25 @@ type Region struct {
 
 // FromBytes returns a sealed region that holds a copy of data. name is shown
 // in /proc/<pid>/maps as "/memfd:<name>"; it is cut to 249 bytes and must
-// not contain a NUL byte. An empty data gives a valid empty region.
+// not contain a NUL byte. An empty data gives a valid empty region. The
+// region is in huge pages where the host allows (see Region.PageMode).
 //
 // It returns (region, nil) or (nil, err); data is not retained.
 func FromBytes(name string, data []byte) (*Region, error) {
-	return FromReader(name, bytes.NewReader(data))
+	r, err := fill(name, bytes.NewReader(data), int64(len(data)), nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return r, nil
 }
 
 // FromFile returns a sealed region that holds a copy of the file at path,
-// read to its end. io.Copy tries copy_file_range, which the kernel refuses
-// (EXDEV) between different file system types, then reads and writes:
-// loading 1 GiB from ext4 took 1 to 1.7 s on a VM, as long as cp to
-// /dev/shm, most of it spent allocating the memfd's pages.
+// read to its end, in huge pages where the host allows (see
+// Region.PageMode). In 4 KiB pages it is copied with write(2) (io.Copy
+// tries copy_file_range first, which the kernel refuses with EXDEV between
+// different file system types); in huge pages it is read straight into a
+// mapping of the memfd. Most of a large load is the kernel allocating and
+// clearing the memfd's pages.
 // The region is named after the file's base name. Errors name the path, as
 // in `state "/x/y": open /x/y: permission denied`.
 //
@@ -72,15 +81,15 @@ func FromFileProgress(path string, progress func(copied, size int64)) (*Region, 
 		return nil, fmt.Errorf("state %q: %w", path, err)
 	}
 	defer src.Close()
-	var size int64
+	size := int64(-1)
 	if fi, err := src.Stat(); err == nil {
 		size = fi.Size()
 	}
-	r, err := fill(filepath.Base(path), src, func(n int64) {
+	r, err := fill(filepath.Base(path), src, size, func(n int64) {
 		if progress != nil {
-			progress(n, size)
+			progress(n, max(size, 0))
 		}
-	})
+	}, "")
 	if err != nil {
 		return nil, fmt.Errorf("state %q: %w", path, err)
 	}
@@ -88,12 +97,13 @@ func FromFileProgress(path string, progress func(copied, size int64)) (*Region, 
 }
 
 // FromReader returns a sealed region that holds everything read from rd
-// until io.EOF. It blocks until rd is exhausted. A read error discards the
-// partial region. name is used as in FromBytes.
+// until io.EOF, in huge pages where the host allows (see Region.PageMode).
+// It blocks until rd is exhausted. A read error discards the partial
+// region. name is used as in FromBytes.
 //
 // It returns (region, nil) or (nil, err).
 func FromReader(name string, rd io.Reader) (*Region, error) {
-	r, err := fill(name, rd, nil)
+	r, err := fill(name, rd, -1, nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -103,21 +113,113 @@ func FromReader(name string, rd io.Reader) (*Region, error) {
 // chunk is how much fill copies between two progress calls.
 const chunk = 64 << 20
 
-// fill creates, fills and seals a memfd, calling copied (when not nil)
-// with the running total after each chunk; its errors carry no prefix.
-func fill(name string, rd io.Reader, copied func(int64)) (*Region, error) {
+// fill creates, fills and seals a memfd from rd, whose size is size (-1:
+// unknown; the fill reads to EOF whatever it is), calling copied (when not
+// nil) with the running total after each chunk; its errors carry no
+// prefix. mode is the page mode to try first; "" lets the host decide
+// (host.choose). A huge-page mode that fails for want of pages falls back
+// to the next (hugetlb, then THP, then 4 KiB): the bytes already read are
+// copied from the abandoned memfd into the next one, and copied is not
+// called again for them. Only an error of rd, or of the 4 KiB fill, fails
+// the load.
+func fill(name string, rd io.Reader, size int64, copied func(int64), mode string) (*Region, error) {
 	if len(name) > memfdNameMax {
 		name = name[:memfdNameMax]
 	}
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	h := readHost()
+	br := bufio.NewReaderSize(rd, 64<<10)
+	if mode == "" {
+		if size < 0 {
+			// A source of unknown size: see whether it is small at all.
+			br = bufio.NewReaderSize(rd, smallRegion)
+			if b, err := br.Peek(smallRegion); len(b) < smallRegion {
+				if err != io.EOF {
+					return nil, fmt.Errorf("fill memfd: %w", err)
+				}
+				size = int64(len(b))
+			}
+		}
+		mode = h.choose(size)
+	}
+	var abandoned []*os.File // closed once the region is built (they hold the bytes replayed)
+	defer func() {
+		for _, f := range abandoned {
+			f.Close()
+		}
+	}()
+	var replayed int64 // bytes that copied was already told about
+	report := func(n int64) {
+		if copied != nil && n > replayed {
+			copied(n)
+		}
+	}
+	for {
+		f, n, err := fillMode(name, mode, h, br, size, report)
+		if err == nil {
+			return &Region{f: f, size: n, pages: mode}, nil
+		}
+		var re *readError
+		if mode == Pages4K || errors.As(err, &re) {
+			if f != nil {
+				f.Close()
+			}
+			return nil, err
+		}
+		// The host has no huge pages for this one: go on in the next mode,
+		// starting again with what the abandoned memfd holds.
+		next := h.next(mode)
+		if f != nil {
+			abandoned = append(abandoned, f)
+			replayed = max(replayed, n)
+			br = bufio.NewReaderSize(io.MultiReader(io.NewSectionReader(f, 0, n), br), 64<<10)
+		}
+		mode = next
+	}
+}
+
+// fillMode makes a memfd for mode and fills and seals it. On failure it
+// returns the memfd (nil if none was made) with the n bytes it holds.
+func fillMode(name, mode string, h host, br *bufio.Reader, size int64, copied func(int64)) (*os.File, int64, error) {
+	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+	if mode == PagesHugeTLB {
+		if h.hugetlbSize <= 0 {
+			return nil, 0, fmt.Errorf("memfd_create %q, %s: %w", name, mode, errNoHuge)
+		}
+		flags |= unix.MFD_HUGETLB
+	}
+	fd, err := unix.MemfdCreate(name, flags)
 	if err != nil {
-		return nil, fmt.Errorf("memfd_create %q: %w", name, err)
+		return nil, 0, fmt.Errorf("memfd_create %q: %w", name, err)
 	}
 	f := os.NewFile(uintptr(fd), "memfd:"+name)
-	// Fill through write(2), never through a writable mapping: F_SEAL_WRITE
-	// fails with EBUSY while a writable shared mapping exists.
-	// Chunks through io.CopyN: os.File.ReadFrom still takes the
-	// copy_file_range path for the *io.LimitedReader it makes.
+	var n int64
+	if mode == Pages4K {
+		n, err = fillWrite(f, br, copied)
+	} else {
+		n, err = fillMapped(f, mode, h, br, size, copied)
+	}
+	if err != nil {
+		return f, n, err
+	}
+	fsize, err := sealFile(f)
+	if err != nil {
+		return f, n, err
+	}
+	want := n
+	if mode == PagesHugeTLB {
+		want = roundUp(n, h.hugetlbSize)
+	}
+	if fsize != want {
+		return f, n, fmt.Errorf("memfd holds %d bytes after copying %d", fsize, n)
+	}
+	return f, n, nil
+}
+
+// fillWrite fills f through write(2), never through a writable mapping:
+// F_SEAL_WRITE fails with EBUSY while a writable shared mapping exists.
+// Chunks through io.CopyN: os.File.ReadFrom still takes the
+// copy_file_range path for the *io.LimitedReader it makes.
+func fillWrite(f *os.File, rd io.Reader, copied func(int64)) (int64, error) {
 	var total int64
 	for {
 		n, err := io.CopyN(f, rd, chunk)
@@ -126,19 +228,12 @@ func fill(name string, rd io.Reader, copied func(int64)) (*Region, error) {
 			copied(total)
 		}
 		if err == io.EOF {
-			break
+			return total, nil
 		}
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("fill memfd: %w", err)
+			return total, fmt.Errorf("fill memfd: %w", err)
 		}
 	}
-	size, err := sealFile(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Region{f: f, size: size}, nil
 }
 
 // sealFile rewinds f, adds Seals and returns the sealed size.
@@ -176,11 +271,32 @@ func sealFile(f *os.File) (int64, error) {
 // do not close it, and do not use it after Close. Pass it to a worker in
 // os/exec Cmd.ExtraFiles (the child's copy loses close-on-exec). The file
 // offset is shared with every process that inherits it: read the region
-// through MapFd or with pread, not with read.
+// through MapFd or with pread, not with read. A hugetlb region's file
+// (PageMode PagesHugeTLB) is Size rounded up to a whole huge page, the
+// rest zeros: Size, not the file's size, is the state.
 func (r *Region) File() *os.File { return r.f }
 
-// Size returns the region's size in bytes, which can no longer change.
+// Size returns the region's size in bytes, which can no longer change:
+// exactly the bytes it was built from, whatever the page mode. A worker
+// maps exactly Size bytes (MapFd), never the rounding of a hugetlb memfd.
 func (r *Region) Size() int64 { return r.size }
+
+// PageMode tells what pages hold the region: PagesHugeTLB, PagesTHP or
+// Pages4K. A region is built in the first of these that the host allows
+// when it is built (its size at least 2 MiB):
+//
+//   - PagesHugeTLB when enough hugetlb pages are reserved and free
+//     (/proc/sys/vm/nr_hugepages; /proc/meminfo HugePages_Free less
+//     HugePages_Rsvd) for the whole region;
+//   - PagesTHP when /sys/kernel/mm/transparent_hugepage/shmem_enabled is
+//     advise, within_size, always or force;
+//   - Pages4K otherwise.
+//
+// A mode whose pages run out while the region is filled falls back to the
+// next one (never an error). Workers' mappings follow the mode: MapFd maps
+// a hugetlb region in huge pages, and any other region of 2 MiB or more on
+// a huge-page boundary, advised MADV_HUGEPAGE.
+func (r *Region) PageMode() string { return r.pages }
 
 // Map maps the region read-only into this process, as a worker would with
 // MapFd. The mapping stays valid after r is closed; Close it separately.

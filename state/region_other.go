@@ -67,3 +67,6 @@ func (r *Region) Size() int64 { return r.size }
 
 // Close releases the region.
 func (r *Region) Close() error { return r.f.Close() }
+
+// PageMode is Pages4K: off Linux the region is an ordinary file.
+func (r *Region) PageMode() string { return Pages4K }

@@ -36,7 +36,14 @@ func attack(fd int, b []byte) []string {
 		}
 		out = append(out, op+": "+res)
 	}
-	size := int64(len(b))
+	// Sizes on the file's own page boundaries (st_blksize: 4 KiB, or a
+	// hugetlb region's 2 MiB), so that what refuses them is the seals and
+	// not hugetlbfs's rule that a size is a whole number of huge pages.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return []string{"fstat: " + err.Error()}
+	}
+	size, page := st.Size, int64(st.Blksize)
 
 	report("mprotect PROT_READ|PROT_WRITE", unix.Mprotect(b, unix.PROT_READ|unix.PROT_WRITE))
 	wb, err := unix.Mmap(fd, 0, len(b), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
@@ -48,9 +55,9 @@ func attack(fd int, b []byte) []string {
 	report("pwrite", err)
 	_, err = unix.Write(fd, []byte("X"))
 	report("write", err)
-	report("ftruncate shrink", unix.Ftruncate(fd, size/2))
-	report("ftruncate grow", unix.Ftruncate(fd, size+4096))
-	report("fallocate grow", unix.Fallocate(fd, 0, 0, size+4096))
+	report("ftruncate shrink", unix.Ftruncate(fd, size/2&^(page-1)))
+	report("ftruncate grow", unix.Ftruncate(fd, size+page))
+	report("fallocate grow", unix.Fallocate(fd, 0, 0, size+page))
 	report("fallocate punch hole", unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, size))
 	_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_FUTURE_WRITE)
 	report("F_ADD_SEALS", err)
@@ -74,7 +81,8 @@ func attack(fd int, b []byte) []string {
 }
 
 // attackWant is what attack must report on Linux ≥ 6.7 (earlier kernels
-// let mprotect succeed on an F_SEAL_WRITE mapping… and are not supported).
+// let mprotect succeed on an F_SEAL_WRITE mapping… and are not supported),
+// for a region in 4 KiB pages or THP (a shmem memfd either way).
 var attackWant = []string{
 	"mprotect PROT_READ|PROT_WRITE: EACCES",
 	"mmap PROT_WRITE MAP_SHARED: EPERM",
@@ -87,6 +95,30 @@ var attackWant = []string{
 	"F_ADD_SEALS: EPERM",
 	"reopen O_RDWR + pwrite: EPERM",
 	"pwrite /proc/self/mem: EIO",
+}
+
+// attackWantHugetlb is attackWant for a hugetlb region: the same refusals,
+// except that hugetlbfs has no write(2) at all, sealed or not (EINVAL).
+var attackWantHugetlb = []string{
+	"mprotect PROT_READ|PROT_WRITE: EACCES",
+	"mmap PROT_WRITE MAP_SHARED: EPERM",
+	"pwrite: EINVAL",
+	"write: EINVAL",
+	"ftruncate shrink: EPERM",
+	"ftruncate grow: EPERM",
+	"fallocate grow: EPERM",
+	"fallocate punch hole: EPERM",
+	"F_ADD_SEALS: EPERM",
+	"reopen O_RDWR + pwrite: EINVAL",
+	"pwrite /proc/self/mem: EIO",
+}
+
+// attackWantFor is what attack must report for a region in mode.
+func attackWantFor(mode string) []string {
+	if mode == PagesHugeTLB {
+		return attackWantHugetlb
+	}
+	return attackWant
 }
 
 // runWorker runs the test binary in helper role with the region as fd 3,
@@ -133,8 +165,13 @@ func faultAddr(t *testing.T, stdout string) string {
 // leaves the region unchanged.
 func TestWriteFaults(t *testing.T) {
 	data := sampleData(100)
-	r := newRegion(t, data)
+	forEachMode(t, int64(len(data)), func(t *testing.T, _ string, build func([]byte) *Region) {
+		testWriteFaults(t, build(data), data)
+	})
+}
 
+// testWriteFaults is TestWriteFaults over one region holding data.
+func testWriteFaults(t *testing.T, r *Region, data []byte) {
 	t.Run("go runtime", func(t *testing.T) {
 		// What a Go worker does by default: the runtime catches the
 		// SIGSEGV, prints "unexpected fault address", throws "fault" and
@@ -182,38 +219,43 @@ func TestWriteFaults(t *testing.T) {
 // way to write the region or make the mapping writable fails.
 func TestCannotMakeWritable(t *testing.T) {
 	data := sampleData(100)
-	r := newRegion(t, data)
-
-	t.Run("in process", func(t *testing.T) {
-		m, err := r.Map()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		compareLines(t, attack(int(r.File().Fd()), m.Bytes()), attackWant)
+	forEachMode(t, int64(len(data)), func(t *testing.T, mode string, build func([]byte) *Region) {
+		r := build(data)
+		want := attackWantFor(mode)
+		t.Run("in process", func(t *testing.T) {
+			m, err := r.Map()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			compareLines(t, attack(int(r.File().Fd()), m.Bytes()), want)
+		})
+		t.Run("worker process", func(t *testing.T) {
+			stdout, _, ws := runWorker(t, "attack", r)
+			if !ws.Exited() || ws.ExitStatus() != 0 {
+				t.Fatalf("helper ended with %#x, want exit status 0", uint32(ws))
+			}
+			compareLines(t, strings.Split(strings.TrimSuffix(stdout, "\n"), "\n"), want)
+		})
+		checkUnchanged(t, r, data)
 	})
-	t.Run("worker process", func(t *testing.T) {
-		stdout, _, ws := runWorker(t, "attack", r)
-		if !ws.Exited() || ws.ExitStatus() != 0 {
-			t.Fatalf("helper ended with %#x, want exit status 0", uint32(ws))
-		}
-		compareLines(t, strings.Split(strings.TrimSuffix(stdout, "\n"), "\n"), attackWant)
-	})
-	checkUnchanged(t, r, data)
 }
 
 // TestPrivateMappingDoesNotLeak: a private writable mapping is allowed (it
 // is copy-on-write), and what is written there stays in that mapping.
 func TestPrivateMappingDoesNotLeak(t *testing.T) {
 	data := sampleData(100)
-	r := newRegion(t, data)
-	priv, err := unix.Mmap(int(r.File().Fd()), 0, len(data), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatalf("private writable mmap: %v", err)
-	}
-	defer unix.Munmap(priv)
-	copy(priv, "scribble")
-	checkUnchanged(t, r, data)
+	forEachMode(t, int64(len(data)), func(t *testing.T, _ string, build func([]byte) *Region) {
+		r := build(data)
+		// The whole file: a hugetlb mapping is unmapped in whole huge pages.
+		priv, err := unix.Mmap(int(r.File().Fd()), 0, int(sizeOf(t, r)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+		if err != nil {
+			t.Fatalf("private writable mmap: %v", err)
+		}
+		defer unix.Munmap(priv)
+		copy(priv, "scribble")
+		checkUnchanged(t, r, data)
+	})
 }
 
 func compareLines(t *testing.T, got, want []string) {
@@ -239,8 +281,8 @@ func checkUnchanged(t *testing.T, r *Region, want []byte) {
 	if !bytes.Equal(m.Bytes(), want) {
 		t.Error("the region's content changed")
 	}
-	if got, want := sizeOf(t, r), int64(len(want)); got != want {
-		t.Errorf("the region holds %d bytes, want %d", got, want)
+	if got, want := sizeOf(t, r), int64(len(want)); got != want && (r.PageMode() != PagesHugeTLB || got != roundUp(want, hugeTestPageBytes)) {
+		t.Errorf("the region's file holds %d bytes, want %d (%s)", got, want, r.PageMode())
 	}
 }
 

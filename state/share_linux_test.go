@@ -26,7 +26,8 @@ func TestRegionShared(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i)
 	}
-	r := newRegion(t, data)
+	// In 4 KiB pages: smaps_rollup's Pss leaves hugetlb pages out.
+	r := buildIn(t, Pages4K, data)
 
 	var pids []int
 	for range workers {
