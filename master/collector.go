@@ -32,7 +32,7 @@ type memReading struct {
 const memMaxAge = time.Second
 
 var (
-	descWorkers  = prometheus.NewDesc("prefork_workers", "Worker processes by state (starting, ready, stopping, backoff: a slot waiting to restart).", []string{"state"}, nil)
+	descWorkers  = prometheus.NewDesc("prefork_workers", "Worker processes by state (starting, ready, stopping, backoff: a slot waiting to restart; spare, with -spare).", []string{"state"}, nil)
 	descDesired  = prometheus.NewDesc("prefork_workers_desired", "Number of worker slots wanted.", nil, nil)
 	descGen      = prometheus.NewDesc("prefork_generation", "Generation of this master (1 at first start, +1 per upgrade).", nil, nil)
 	descRestart  = prometheus.NewDesc("prefork_worker_restarts_total", "Worker replacements by slot and reason (exit, signal, heartbeat, start-timeout, rolling, max-rss, max-requests).", []string{"worker", "reason"}, nil)
@@ -72,6 +72,9 @@ func (c *masterCollector) Collect(ch chan<- prometheus.Metric) {
 	)
 	m.sup.do(func() { st = m.sup.snapshot(); ctr = m.sup.takeCounters() })
 	byState := map[string]int{"starting": 0, "ready": 0, "stopping": len(st.Draining), "backoff": 0}
+	if m.cfg.Spare > 0 {
+		byState["spare"] = len(st.Spares)
+	}
 	for _, s := range st.Slots {
 		byState[s.State]++
 		if s.Replacing != 0 {
