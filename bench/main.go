@@ -31,6 +31,7 @@ type bench struct {
 	quick     bool
 	nproc     int
 	began     time.Time
+	knobs     hostKnobs // host settings a section changed, put back by cleanup
 }
 
 func (b *bench) logf(format string, a ...any) {
@@ -79,7 +80,7 @@ func run() error {
 	b := &bench{root: root, tmp: tmp, p: p, quick: *quick, nproc: runtime.NumCPU(), began: time.Now(), bins: map[string]string{}}
 	// Whatever happens, every process started is ended by pid and the
 	// temporary directory (state files included) removed.
-	cleanup := func() { p.killAll(); os.RemoveAll(tmp) }
+	cleanup := func() { p.killAll(); b.knobs.restore(); os.RemoveAll(tmp) }
 	defer cleanup()
 	stopOnSignal(cleanup)
 

@@ -41,6 +41,7 @@ type memResult struct {
 	workers int
 	kills   int
 	rows    []memRow // the first is the 1 MiB ("idle") baseline
+	pages   *pageResult
 }
 
 // writeRandom writes size pseudo-random bytes (ChaCha8, so that nothing
@@ -155,6 +156,11 @@ func (b *bench) runMemory() (*memResult, error) {
 		}
 		res.rows = append(res.rows, row)
 	}
+	pages, err := b.runPageModes()
+	if err != nil {
+		return nil, err
+	}
+	res.pages = pages
 	return res, nil
 }
 
@@ -252,4 +258,7 @@ func (r *report) startTimes(m *memResult) {
 		r.p("It costs the requests nothing (the other workers keep accepting), but it delays the return to full capacity after a worker that touched a large state dies. What would close it: map the region with huge pages (a `MFD_HUGETLB` memfd, or transparent huge pages on shmem): 512× fewer entries to clear.\n")
 	}
 	r.p("\n**Peer:** a prefork server without shared state (fasthttp prefork, or Gunicorn without `--preload`) loads or parses its data in every child, so its start grows with S; here a worker maps the sealed region and reads nothing at start.\n")
+	if m.pages != nil {
+		r.pageModes(m.pages)
+	}
 }
