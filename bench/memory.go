@@ -255,7 +255,7 @@ func (r *report) startTimes(m *memResult) {
 		r.p("\nThe start is flat, but respawn-to-serving is not: %s over %s against %s over %s (%.1f×). ", fmtD(medianD(big.respawns)), fmtSize(big.size), fmtD(medianD(small.respawns)), fmtSize(small.size), gr)
 		r.p("The victim's exit accounts for %s of it (%s over %s): a worker that read the whole region has a page-table entry for every 4 KiB page of it, and the kernel clears them all when the process dies, before the master can reap it (SIGCHLD comes after the teardown). ",
 			fmtD(medianD(big.exits)), fmtD(medianD(small.exits)), fmtSize(small.size))
-		r.p("It costs the requests nothing (the other workers keep accepting), but it delays the return to full capacity after a worker that touched a large state dies. What would close it: map the region with huge pages (a `MFD_HUGETLB` memfd, or transparent huge pages on shmem): 512× fewer entries to clear.\n")
+		r.p("It costs the requests nothing (the other workers keep accepting), but it delays the return to full capacity after a worker that touched a large state dies. What closes it: the region in huge pages (a `MFD_HUGETLB` memfd, or transparent huge pages on shmem), 512× fewer entries to clear, which the master uses where the host allows: see \"Huge pages\" below. The sizes above ran on this host's settings.\n")
 	}
 	r.p("\n**Peer:** a prefork server without shared state (fasthttp prefork, or Gunicorn without `--preload`) loads or parses its data in every child, so its start grows with S; here a worker maps the sealed region and reads nothing at start.\n")
 	if m.pages != nil {
