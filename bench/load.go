@@ -31,14 +31,16 @@ type loadConfig struct {
 }
 
 // sample is one request: when it started (since the run began), how long
-// it took, whether it succeeded, and which worker slot answered (parsed
-// from the demo's line; -1 when unknown).
+// it took, whether it succeeded, and which worker slot and process
+// answered (parsed from the demo's line, "worker=… pid=…"; -1 when
+// unknown).
 type sample struct {
 	start  time.Duration
 	lat    time.Duration
 	ok     bool
 	fresh  bool
 	worker int16
+	pid    int32
 }
 
 // end is when the request completed (since the run began).
@@ -114,8 +116,8 @@ func (l *load) client(i int, fresh bool) {
 		if began.After(deadline) {
 			break
 		}
-		worker, err := c.do()
-		s := sample{start: began.Sub(l.t0), lat: time.Since(began), ok: err == nil, fresh: fresh, worker: int16(worker)}
+		worker, pid, err := c.do()
+		s := sample{start: began.Sub(l.t0), lat: time.Since(began), ok: err == nil, fresh: fresh, worker: int16(worker), pid: int32(pid)}
 		out = append(out, s)
 		if err != nil {
 			l.noteErr(err)
@@ -180,16 +182,33 @@ type httpClient struct {
 	br    *bufio.Reader
 }
 
-var workerTag = []byte("worker=")
+var workerTag, pidTag = []byte("worker="), []byte("pid=")
 
-// do sends one request and reads the answer. A fresh client then waits
-// for the server to close (so that TIME_WAIT stays on the server's side
-// and the bench does not run out of ephemeral ports).
-func (c *httpClient) do() (int, error) {
+// tagged is the number after tag in body (-1 when absent).
+func tagged(body, tag []byte) int {
+	i := bytes.Index(body, tag)
+	if i < 0 {
+		return -1
+	}
+	n := 0
+	for _, b := range body[i+len(tag):] {
+		if b < '0' || b > '9' {
+			break
+		}
+		n = n*10 + int(b-'0')
+	}
+	return n
+}
+
+// do sends one request and reads the answer: the worker slot and pid the
+// answer names. A fresh client then waits for the server to close (so
+// that TIME_WAIT stays on the server's side and the bench does not run
+// out of ephemeral ports).
+func (c *httpClient) do() (worker, pid int, err error) {
 	if c.conn == nil {
 		conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
 		if err != nil {
-			return -1, err
+			return -1, -1, err
 		}
 		c.conn = conn
 		if c.br == nil {
@@ -201,29 +220,20 @@ func (c *httpClient) do() (int, error) {
 	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.conn.Write(c.req); err != nil {
 		c.close()
-		return -1, err
+		return -1, -1, err
 	}
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
 		c.close()
-		return -1, err
+		return -1, -1, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if err != nil {
 		c.close()
-		return -1, err
+		return -1, -1, err
 	}
-	worker := -1
-	if i := bytes.Index(body, workerTag); i >= 0 {
-		worker = 0
-		for _, b := range body[i+len(workerTag):] {
-			if b < '0' || b > '9' {
-				break
-			}
-			worker = worker*10 + int(b-'0')
-		}
-	}
+	worker, pid = tagged(body, workerTag), tagged(body, pidTag)
 	if c.fresh {
 		c.br.Discard(c.br.Buffered())
 		var one [1]byte
@@ -233,9 +243,9 @@ func (c *httpClient) do() (int, error) {
 		c.close()
 	}
 	if resp.StatusCode != http.StatusOK {
-		return worker, fmt.Errorf("status %d", resp.StatusCode)
+		return worker, pid, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return worker, nil
+	return worker, pid, nil
 }
 
 func (c *httpClient) close() {

@@ -3,29 +3,74 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/preforkd/preforkd/master"
 )
 
-// engine is one server of the throughput comparison.
+// Section 1: every server row under three loads, turn after turn.
+
+// The loads of §1.
+const (
+	loadC32   = "wrk -c32"
+	loadC256  = "wrk -c256"
+	loadFresh = "fresh"
+)
+
+// engine is one server row of the throughput comparison.
 type engine struct {
 	key, name  string
-	diagnostic bool   // not part of a goal: explains a ratio
-	procs      string // processes serving and their GOMAXPROCS, as measured
+	workers    int  // serving processes (1 for a plain server)
+	diagnostic bool // not part of a goal: explains a ratio
+	procs      string
 	url        string
 	port       int
-	runs       []wrkResult // one per turn
+	pids       []int  // every process of the server: its CPU time is the server's
+	master     int    // the process that serves no request (preforkd's or prefork's master), or 0
+	side       string // host:port of net/http/pprof and expvar (b, b+), or ""
+	cells      map[string][]cellRun
 }
+
+// cellRun is one turn of one server under one load.
+type cellRun struct {
+	rps      float64
+	p99      time.Duration
+	requests int64
+	failed   int64   // socket errors and non-2xx (wrk) or failed requests (generator)
+	srvCPU   float64 // CPU-seconds of the server's processes
+	mstCPU   float64 // of which its master's
+	switches float64 // context switches of the server's threads
+	genCPU   float64 // CPU-seconds of the load generator (wrk, or the bench's own)
+	busy     float64 // CPU-seconds the whole machine was busy
+	wall     float64 // seconds
+	conns    []int   // open connections per serving process, largest first (keep-alive)
+	perProc  []float64
+}
+
+// srvPerReq and genPerReq are CPU time per request, in µs.
+func (c cellRun) srvPerReq() float64 { return 1e6 * ratio(c.srvCPU, float64(c.requests)) }
+func (c cellRun) genPerReq() float64 { return 1e6 * ratio(c.genCPU, float64(c.requests)) }
+func (c cellRun) mstPerReq() float64 { return 1e6 * ratio(c.mstCPU, float64(c.requests)) }
+
+// switchesPerReq is the server's context switches per request.
+func (c cellRun) switchesPerReq() float64 { return ratio(c.switches, float64(c.requests)) }
 
 // throughput is section 1's result.
 type throughput struct {
-	threads, conns int
-	warm, dur      time.Duration
-	turns          int
-	cpus           int
-	engines        []*engine // a, b, b+, c, c1, d
+	loads        []string
+	conns        map[string]int // wrk's connections by load
+	freshClients int
+	warm, dur    time.Duration
+	turns        int
+	cpus         int
+	engines      []*engine // a2 a4 b b+ c2 c4 d2 d4
+	prof         *profileTurn
+	profErr      string
 }
 
 func (t *throughput) engine(key string) *engine {
@@ -37,108 +82,292 @@ func (t *throughput) engine(key string) *engine {
 	return nil
 }
 
-// reqs is the median req/s of the turns.
-func (e *engine) reqs() float64 {
-	v := make([]float64, len(e.runs))
-	for i, r := range e.runs {
-		v[i] = r.ReqPerSec
-	}
-	return medianF(v)
-}
-
-// p99 is the median p99 of the turns.
-func (e *engine) p99() time.Duration {
-	v := make([]time.Duration, len(e.runs))
-	for i, r := range e.runs {
-		v[i] = r.P99
-	}
-	return medianD(v)
-}
-
-// runThroughput starts the servers side by side (all idle but the one
-// under wrk) and measures them in turns, alternated: turn 0 runs
-// a b b+ c (c1) d, turn 1 b+ b a d (c1) c, and so on.
+// runThroughput starts every server side by side (all idle but the one
+// under load) and measures them in turns: per turn and load, the net/http
+// group (a2 a4 b b+) then the fasthttp group (c2 c4 d2 d4), each forwards
+// on even turns and backwards on odd ones. A last turn of b and b+ is
+// profiled and not counted.
 func (b *bench) runThroughput() (*throughput, error) {
 	defer b.p.killAll()
-	t := &throughput{threads: 1, conns: 32, warm: time.Second, dur: 5 * time.Second, turns: 3, cpus: b.nproc}
+	t := &throughput{loads: []string{loadC32, loadC256, loadFresh}, conns: map[string]int{loadC32: 32, loadC256: 256},
+		freshClients: 16, warm: time.Second, dur: 2 * time.Second, turns: 5, cpus: b.nproc}
 	if b.quick {
-		t.dur, t.turns = 2*time.Second, 1
+		t.turns = 1
 	}
-	const workers = 2
-	a, err := startMaster(b.p, b.tmp, b.bins["v1"], workers)
-	if err != nil {
+	if err := b.startEngines(t); err != nil {
 		return nil, err
 	}
-	c, err := startMaster(b.p, b.tmp, b.bins["fastworker"], workers)
-	if err != nil {
+	if err := b.throughputTurns(t); err != nil {
 		return nil, err
 	}
-	// c1 (GOMAXPROCS=1 forced, as prefork does) only when c's workers run
-	// with something else.
-	cProcs := workerProcs(c)
-	var c1 *Master
-	if cProcs != "2 × GOMAXPROCS=1" {
-		if c1, err = startMasterEnv(b.p, b.tmp, b.bins["fastworker"], []string{"GOMAXPROCS=1"}, workers); err != nil {
-			return nil, err
-		}
-	}
-	plain := b.plain
-	single, err := plain("single")
+	prof, err := b.profileTurn(t)
 	if err != nil {
-		return nil, err
+		t.profErr = err.Error() // the figures stand without it
+		b.logf("  profile: %v", err)
 	}
-	singleInst, err := plain("single", "-instrument")
-	if err != nil {
-		return nil, err
-	}
-	fp, err := plain("fastprefork", "-workers", strconv.Itoa(workers))
-	if err != nil {
-		return nil, err
-	}
+	t.prof = prof
+	return t, nil
+}
+
+// startEngines starts the eight rows and finds each one's processes.
+func (b *bench) startEngines(t *throughput) error {
 	one := "1 × GOMAXPROCS=" + strconv.Itoa(b.nproc) + " (default)"
-	t.engines = []*engine{
-		{key: "a", name: "preforkd, net/http demo workers (`-metrics` on)", procs: workerProcs(a), url: a.URL("/")},
-		{key: "b", name: "one net/http process", procs: one, url: single},
-		{key: "b+", name: "diagnostic: b plus preforkd's per-request work (HTTP metrics, drain tracking)", procs: one, diagnostic: true, url: singleInst},
-		{key: "c", name: "preforkd, fasthttp workers (`-metrics` on)", procs: cProcs, url: c.URL("/")},
-		{key: "d", name: "fasthttp prefork", procs: fmt.Sprintf("%d × GOMAXPROCS=1 (prefork sets it in each child)", workers), url: fp},
+	for _, n := range []int{2, 4} {
+		a, err := b.readyMaster(b.bins["v1"], n)
+		if err != nil {
+			return err
+		}
+		t.engines = append(t.engines, &engine{key: fmt.Sprintf("a%d", n), workers: n, name: "preforkd, net/http demo workers (`-metrics` on)", procs: workerProcs(a), url: a.URL("/")})
 	}
-	if c1 != nil {
-		t.engines = append(t.engines[:4], &engine{key: "c1", name: "diagnostic: c with GOMAXPROCS=1 in the environment, as prefork does",
-			procs: workerProcs(c1), diagnostic: true, url: c1.URL("/")}, t.engines[4])
+	for _, inst := range []bool{false, true} {
+		side, err := freePort()
+		if err != nil {
+			return err
+		}
+		args := []string{"-pprof", fmt.Sprintf("127.0.0.1:%d", side)}
+		e := &engine{key: "b", workers: 1, name: "one net/http process", procs: one}
+		if inst {
+			args = append(args, "-instrument")
+			e.key, e.diagnostic, e.name = "b+", true, "diagnostic: b plus preforkd's per-request work (HTTP metrics, drain tracking)"
+		}
+		if e.url, err = b.plain("single", args...); err != nil {
+			return err
+		}
+		e.side = fmt.Sprintf("127.0.0.1:%d", side)
+		t.engines = append(t.engines, e)
+	}
+	for _, n := range []int{2, 4} {
+		c, err := b.readyMaster(b.bins["fastworker"], n)
+		if err != nil {
+			return err
+		}
+		t.engines = append(t.engines, &engine{key: fmt.Sprintf("c%d", n), workers: n, name: "preforkd, fasthttp workers (`-metrics` on)", procs: workerProcs(c), url: c.URL("/")})
+	}
+	for _, n := range []int{2, 4} {
+		fp, err := b.plain("fastprefork", "-workers", strconv.Itoa(n))
+		if err != nil {
+			return err
+		}
+		t.engines = append(t.engines, &engine{key: fmt.Sprintf("d%d", n), workers: n, name: "fasthttp prefork",
+			procs: fmt.Sprintf("%d × GOMAXPROCS=1 (prefork sets it in each child)", n), url: fp})
 	}
 	for _, e := range t.engines {
 		e.port = portOf(e.url)
-	}
-	return t, b.throughputTurns(t)
-}
-
-// throughputTurns runs wrk against every engine, turn after turn,
-// alternating within each group (net/http, fasthttp): forwards, then
-// backwards.
-func (b *bench) throughputTurns(t *throughput) error {
-	for turn := 0; turn < t.turns; turn++ {
-		var order []int
-		for _, g := range [][]int{{0, 1, 2}, seq(3, len(t.engines))} {
-			if turn%2 == 1 {
-				g = reversed(g)
-			}
-			order = append(order, g...)
+		e.pids = serverPIDs(e.port)
+		e.cells = map[string][]cellRun{}
+		if len(e.pids) == 0 {
+			return fmt.Errorf("%s: no process holds the socket of %s", e.key, e.url)
 		}
-		for _, i := range order {
-			e := t.engines[i]
-			if _, err := runWrk(b.p, 0, 0, wrkArgs(t.threads, t.conns, t.warm, e.url)...); err != nil {
-				return err
-			}
-			r, err := runWrk(b.p, e.port, t.dur, wrkArgs(t.threads, t.conns, t.dur, e.url)...)
-			if err != nil {
-				return err
-			}
-			e.runs = append(e.runs, r)
-			b.logf("  turn %d %s: %.0f req/s, p99 %v, connections per process %v", turn+1, e.key, r.ReqPerSec, r.P99, r.Split)
+		if e.workers > 1 {
+			e.master = topmost(e.pids)
 		}
 	}
 	return nil
+}
+
+// readyMaster starts a master and waits until its workers are all ready.
+func (b *bench) readyMaster(bin string, workers int) (*Master, error) {
+	m, err := startMaster(b.p, b.tmp, bin, workers)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.waitStatus(30*time.Second, "workers ready", func(st master.Status) bool { return allReady(st, workers) }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// throughputTurns runs every load against every row, turn after turn.
+// wrk warms each row up once (in the first turn): the servers stay up for
+// the whole section.
+func (b *bench) throughputTurns(t *throughput) error {
+	groups := [][]int{{0, 1, 2, 3}, {4, 5, 6, 7}}
+	for turn := 0; turn < t.turns; turn++ {
+		for _, load := range t.loads {
+			for _, g := range groups {
+				if turn%2 == 1 {
+					g = reversed(g)
+				}
+				for _, i := range g {
+					e := t.engines[i]
+					c, err := b.measure(t, e, load, turn == 0)
+					if err != nil {
+						return fmt.Errorf("%s, %s: %w", e.key, load, err)
+					}
+					e.cells[load] = append(e.cells[load], c)
+					b.logf("  turn %d %-9s %-3s %7.0f req/s, p99 %v, server %.1f µs/req (master %.1f, %.2f context switches), generator %.1f µs/req, connections %v, requests per process %v",
+						turn+1, load, e.key, c.rps, c.p99.Round(time.Microsecond), c.srvPerReq(), c.mstPerReq(), c.switchesPerReq(), c.genPerReq(), c.conns, fmtPer(c.perProc))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// measure runs one load against one row for t.dur.
+func (b *bench) measure(t *throughput, e *engine, load string, warm bool) (cellRun, error) {
+	if load == loadFresh {
+		return b.measureFresh(t, e)
+	}
+	conns := t.conns[load]
+	if warm {
+		if _, err := runWrk(b.p, 0, 0, wrkArgs(1, conns, t.warm, e.url)...); err != nil {
+			return cellRun{}, err
+		}
+	}
+	c := cellRun{}
+	srv0, mst0, busy0, t0 := cpuSeconds(e.pids), cpuSeconds([]int{e.master}), readCPU().busy, time.Now()
+	sw0 := ctxSwitches(e.pids)
+	w, err := startWrk(b.p, wrkArgs(1, conns, t.dur, e.url)...)
+	if err != nil {
+		return c, err
+	}
+	// Requests per process: data segments received on each connection
+	// between an eighth and three quarters of the run (the samples take
+	// time on a loaded machine: the last must come well before wrk
+	// closes its connections); connections per process: /proc/net/tcp
+	// halfway through.
+	began := time.Now()
+	at := func(f float64) { time.Sleep(time.Until(began.Add(time.Duration(f * float64(t.dur))))) }
+	at(1.0 / 8)
+	s0 := sampleSegsIn(e.port)
+	at(1.0 / 2)
+	c.conns = connSplit(e.port)
+	at(3.0 / 4)
+	s1 := sampleSegsIn(e.port)
+	r, err := w.wait(0)
+	if err != nil {
+		return c, err
+	}
+	c.srvCPU, c.mstCPU, c.busy, c.wall = cpuSeconds(e.pids)-srv0, cpuSeconds([]int{e.master})-mst0, (readCPU().busy-busy0)/100, time.Since(t0).Seconds()
+	c.switches = ctxSwitches(e.pids) - sw0
+	c.rps, c.p99, c.requests, c.genCPU = r.ReqPerSec, r.P99, r.Requests, r.CPU.Seconds()
+	c.failed = r.SocketErrors() + r.Non2xx
+	by := requestsByPID(s0, s1)
+	if len(by) == 0 {
+		b.logf("  %s %s: no connection in both socket samples (%d, then %d connections): requests per process unknown this turn", e.key, load, len(s0), len(s1))
+		return c, nil
+	}
+	c.perProc = perProcess(by, e.workers)
+	return c, nil
+}
+
+// measureFresh runs the bench's own generator with fresh connections: it
+// reads the answering process's pid from every answer.
+func (b *bench) measureFresh(t *throughput, e *engine) (cellRun, error) {
+	c := cellRun{}
+	srv0, mst0, gen0, busy0, t0 := cpuSeconds(e.pids), cpuSeconds([]int{e.master}), ownCPU(), readCPU().busy, time.Now()
+	sw0 := ctxSwitches(e.pids)
+	l := startLoad(loadConfig{Addr: strings.TrimSuffix(strings.TrimPrefix(e.url, "http://"), "/"), Path: "/",
+		Fresh: t.freshClients, Max: t.dur, MaxRequests: 1 << 30})
+	time.Sleep(t.dur)
+	s := l.finish()
+	c.srvCPU, c.mstCPU, c.genCPU, c.busy, c.wall = cpuSeconds(e.pids)-srv0, cpuSeconds([]int{e.master})-mst0, ownCPU()-gen0, (readCPU().busy-busy0)/100, time.Since(t0).Seconds()
+	c.switches = ctxSwitches(e.pids) - sw0
+	byPID := map[int]float64{}
+	var lat []time.Duration
+	for _, x := range s {
+		if !x.ok {
+			c.failed++
+			continue
+		}
+		c.requests++
+		lat = append(lat, x.lat)
+		byPID[int(x.pid)]++
+	}
+	c.rps = float64(c.requests) / t.dur.Seconds()
+	c.p99 = pctD(lat, 99)
+	c.perProc = perProcess(byPID, e.workers)
+	return c, nil
+}
+
+// perProcess is the counts by process, largest first, padded with zeros
+// to n (a worker that served nothing).
+func perProcess(by map[int]float64, n int) []float64 {
+	var v []float64
+	for _, x := range by {
+		v = append(v, x)
+	}
+	for len(v) < n {
+		v = append(v, 0)
+	}
+	sort.Sort(sort.Reverse(sort.Float64Slice(v)))
+	return v
+}
+
+// fmtPer prints counts per process: 1,234+1,200.
+func fmtPer(v []float64) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, fmtN(int64(x)))
+	}
+	return strings.Join(s, "+")
+}
+
+// profileTurn is the profiled turn of b and b+ (wrk -c32): CPU profiles
+// and allocations per request.
+type profileTurn struct {
+	dur            time.Duration
+	b, bPlus       cpuProfile
+	allocsPerReq   map[string]float64 // by row key
+	bRPS, bPlusRPS []float64
+}
+
+// profileTurn runs wrk -c32 against b, b+, b+, b, each time taking a CPU
+// profile over the middle of the run and reading the process's
+// allocation count before and after.
+func (b *bench) profileTurn(t *throughput) (*profileTurn, error) {
+	p := &profileTurn{dur: 3 * time.Second, allocsPerReq: map[string]float64{}}
+	if b.quick {
+		p.dur = time.Second
+	}
+	paths := map[string][]string{}
+	allocs, reqs := map[string]float64{}, map[string]float64{}
+	for i, key := range []string{"b", "b+", "b+", "b"} {
+		e := t.engine(key)
+		m0, err := mallocs(e.side)
+		if err != nil {
+			return nil, err
+		}
+		w, err := startWrk(b.p, wrkArgs(1, 32, p.dur+time.Second, e.url)...)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(500 * time.Millisecond)
+		path := filepath.Join(b.tmp, fmt.Sprintf("cpu-%d-%s.pprof", i, strings.ReplaceAll(key, "+", "plus")))
+		perr := fetchProfile(e.side, p.dur, path)
+		r, err := w.wait(0)
+		if err != nil {
+			return nil, err
+		}
+		if perr != nil {
+			return nil, perr
+		}
+		m1, err := mallocs(e.side)
+		if err != nil {
+			return nil, err
+		}
+		paths[key] = append(paths[key], path)
+		allocs[key] += float64(m1 - m0)
+		reqs[key] += float64(r.Requests)
+		if key == "b" {
+			p.bRPS = append(p.bRPS, r.ReqPerSec)
+		} else {
+			p.bPlusRPS = append(p.bPlusRPS, r.ReqPerSec)
+		}
+		b.logf("  profiled %s: %.0f req/s, %.1f allocations per request", key, r.ReqPerSec, ratio(float64(m1-m0), float64(r.Requests)))
+	}
+	for k := range allocs {
+		p.allocsPerReq[k] = ratio(allocs[k], reqs[k])
+	}
+	var err error
+	if p.b, err = readProfiles(paths["b"]...); err != nil {
+		return nil, err
+	}
+	if p.bPlus, err = readProfiles(paths["b+"]...); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // plain starts a comparison server (not a preforkd) on a free port and
@@ -160,15 +389,6 @@ func portOf(url string) int {
 	var port int
 	fmt.Sscanf(url, "http://127.0.0.1:%d/", &port)
 	return port
-}
-
-// seq is from, from+1, …, to-1.
-func seq(from, to int) []int {
-	var out []int
-	for i := from; i < to; i++ {
-		out = append(out, i)
-	}
-	return out
 }
 
 func reversed(v []int) []int {
@@ -198,164 +418,4 @@ func workerProcs(m *Master) string {
 		}
 	}
 	return fmt.Sprintf("%d × %s", len(st.Slots), v)
-}
-
-// bySplit divides a multi-process engine's turns: those where one process
-// held (nearly) every wrk connection, and the others.
-func (e *engine) bySplit() (one, split []float64) {
-	if !strings.Contains(e.procs, "2 ×") {
-		return nil, nil
-	}
-	for _, x := range e.runs {
-		if concentrated(x.Split) {
-			one = append(one, x.ReqPerSec)
-		} else if len(x.Split) > 1 {
-			split = append(split, x.ReqPerSec)
-		}
-	}
-	return one, split
-}
-
-// concentrated reports whether one process held ≥ 90% of the connections.
-func concentrated(split []int) bool {
-	total := 0
-	for _, n := range split {
-		total += n
-	}
-	return total > 0 && split[0]*10 >= total*9
-}
-
-// spread is (max − min) / median of an engine's turns.
-func (e *engine) spread() float64 {
-	lo, hi := e.runs[0].ReqPerSec, e.runs[0].ReqPerSec
-	for _, x := range e.runs {
-		lo, hi = min(lo, x.ReqPerSec), max(hi, x.ReqPerSec)
-	}
-	return ratio(hi-lo, e.reqs())
-}
-
-func (r *report) throughput(t *throughput) {
-	r.throughputSplits(t, r.throughputTable(t))
-	r.throughputGoals(t)
-}
-
-// throughputTable is §1's table of servers and turns; it reports whether
-// some turn of a 2-worker server had its connections on one worker.
-func (r *report) throughputTable(t *throughput) (lopsided bool) {
-	r.p("\n## 1. Throughput and p99 latency\n\n")
-	r.p("Load: `wrk -t%d -c%d --latency`, %v warm-up then %v, %d turns per server, alternated within each group (a b b+, c … d, then backwards); the figures are the medians of the turns. ",
-		t.threads, t.conns, t.warm, t.dur, t.turns)
-	r.p("One wrk thread is as much load generator as this machine can spare: it keeps one of the %d CPUs busy on its own, so the servers share what is left, and the comparison is of CPU cost per request (32 connections keep every server process busy without queueing much in wrk). ", t.cpus)
-	r.p("All the servers run side by side for the whole section (the idle ones cost nothing measurable) and answer the same line (`preforkd demo worker=… pid=… generation=1 version=v1`). ")
-	r.p("Rows marked diagnostic are not goals: they explain the ratios. The processes column is measured (a worker's environment), not assumed.\n\n")
-	r.p("| | server | processes × GOMAXPROCS | req/s | p99 | req/s per turn (wrk's connections per process) | spread |\n|---|---|---|---|---|---|---|\n")
-	for _, e := range t.engines {
-		var turns []string
-		for _, x := range e.runs {
-			var split []string
-			for _, n := range x.Split {
-				split = append(split, strconv.Itoa(n))
-			}
-			turns = append(turns, fmt.Sprintf("%s (%s)", fmtN(int64(x.ReqPerSec)), strings.Join(split, "+")))
-			if strings.Contains(e.procs, "2 ×") && concentrated(x.Split) {
-				lopsided = true
-			}
-		}
-		r.p("| %s | %s | %s | %s | %s | %s | %.0f%% |\n", e.key, e.name, e.procs, fmtN(int64(e.reqs())), fmtD(e.p99()), strings.Join(turns, ", "), 100*e.spread())
-	}
-	return lopsided
-}
-
-// throughputSplits explains the spread and how wrk's connections landed.
-func (r *report) throughputSplits(t *throughput, lopsided bool) {
-	r.p("\nSpread is (max − min) ÷ median of the turns: how much this machine moved during the section. ")
-	r.p("The connections per process are sampled from /proc/net/tcp halfway through each turn: with one shared accept queue, wrk's %d connections, opened at once, land wherever the accepting processes happen to be.", t.conns)
-	if lopsided {
-		r.p(" In some turns one worker took all or nearly all (≥ 90%%) of them: the first worker to wake drains the burst of connects in its accept loop.")
-		var faster, slower []string
-		for _, e := range t.engines {
-			one, split := e.bySplit()
-			if len(one) == 0 || len(split) == 0 {
-				continue
-			}
-			s := fmt.Sprintf("%s: %s req/s with one worker holding ≥ 90%% of the connections, %s split", e.key, fmtN(int64(medianF(one))), fmtN(int64(medianF(split))))
-			if medianF(one) > medianF(split) {
-				faster = append(faster, s)
-			} else {
-				slower = append(slower, s)
-			}
-		}
-		if len(faster) > 0 {
-			r.p(" Faster with one worker — %s: the server outruns wrk, and one busy worker never switches to another process.", strings.Join(faster, "; "))
-		}
-		if len(slower) > 0 {
-			r.p(" Slower with one worker — %s: the server is the bottleneck, and one worker with one P uses one CPU at most while the other idles.", strings.Join(slower, "; "))
-		}
-	}
-	r.p("\n\n")
-}
-
-// throughputGoals is §1's ratios and the verdicts on them.
-func (r *report) throughputGoals(t *throughput) {
-	a, b, bi, c, c1, d := t.engine("a"), t.engine("b"), t.engine("b+"), t.engine("c"), t.engine("c1"), t.engine("d")
-	rr := func(x, y *engine) float64 { return ratio(x.reqs(), y.reqs()) }
-	rp := func(x, y *engine) float64 { return ratio(float64(x.p99()), float64(y.p99())) }
-	ab, cd := rr(a, b), rr(c, d)
-	r.p("| ratio | req/s | p99 |\n|---|---|---|\n")
-	r.p("| **a/b** preforkd net/http ÷ one net/http process | **%.2f×** | %.2f× |\n", ab, rp(a, b))
-	r.p("| **c/d** preforkd fasthttp ÷ fasthttp prefork | **%.2f×** | %.2f× |\n", cd, rp(c, d))
-	r.p("| b+/b what preforkd's per-request work costs one process | %.2f× | %.2f× |\n", rr(bi, b), rp(bi, b))
-	r.p("| a/b+ the process model alone (same per-request work) | %.2f× | %.2f× |\n", rr(a, bi), rp(a, bi))
-	if c1 != nil {
-		r.p("| c1/d preforkd fasthttp with prefork's GOMAXPROCS=1 ÷ prefork | %.2f× | %.2f× |\n", rr(c1, d), rp(c1, d))
-	}
-	r.p("\n**Peer:** fasthttp's prefork mode (row d) is the peer: its own figure is +7.5%% req/s over one fasthttp process, p99 15 ms vs 75 ms (its own benchmark).\n\n")
-	r.p("**Goal:** throughput ≥ 1.0× each engine's own best mode (a/b and c/d).\n\n")
-	noise := func(x, y *engine) string {
-		if 1-rr(x, y) < max(x.spread(), y.spread())/2 {
-			return fmt.Sprintf(" The shortfall (%.0f%%) is smaller than half the turn-to-turn spread of these two rows (%.0f%% and %.0f%%): on this machine it is within the noise, and more turns on a quiet machine would tell.",
-				100*(1-rr(x, y)), 100*x.spread(), 100*y.spread())
-		}
-		return ""
-	}
-	cost := func(x float64) string {
-		if x >= 1 {
-			return "nothing"
-		}
-		return fmt.Sprintf("%.0f%%", 100*(1-x))
-	}
-	whyAB := fmt.Sprintf("split in two: preforkd's per-request work (the HTTP metrics every worker gets, `metrics.NewHTTPMetrics`, and the drain's connection tracking, `server.HTTP`) costs one process %s (b+/b = %.2f×), "+
-		"and the process model %s (a/b+ = %.2f×: %s against %s, the same per-request work). ", cost(rr(bi, b)), rr(bi, b), cost(rr(a, bi)), rr(a, bi), a.procs, b.procs)
-	oneA, splitA := a.bySplit()
-	switch {
-	case len(oneA) > 0 && strings.Contains(a.procs, "GOMAXPROCS=1"):
-		whyAB += fmt.Sprintf("In %d of %d turns one worker held ≥ 90%% of wrk's %d connections (the first worker to wake drains the burst of connects), so preforkd served with one process and GOMAXPROCS=1 (the CPUs/workers share the master gives each worker) against b's %s: one P against two. ",
-			len(oneA), len(a.runs), t.conns, b.procs)
-		if len(splitA) > 0 {
-			whyAB += fmt.Sprintf("In its turns with the connections split, a made %s req/s (%.2f× of b). ", fmtN(int64(medianF(splitA))), ratio(medianF(splitA), b.reqs()))
-		}
-		whyAB += "What would close it: spread keep-alive connections over the workers (a listening socket per worker with SO_REUSEPORT, or a worker that pauses accepting while it holds more than its share), " +
-			"or let a worker's GOMAXPROCS exceed its CPU share so that one loaded worker can use an idle CPU; and with more cores than this machine's 2 (and wrk on another host) the multi-process model has room to win."
-	case rr(a, bi) < rr(bi, b):
-		whyAB += fmt.Sprintf("The process model's share is what a %d-CPU machine with the load generator on it does to any prefork server: wrk holds one CPU, so the workers share about one, "+
-			"and two processes taking turns on it switch address spaces where one process switches goroutines; there is no idle core for the second worker to win back. "+
-			"What would close it: nothing preforkd can do on a machine this small; the model pays off with more cores than workers need to share (measure on ≥ 4 cores with wrk on another host), "+
-			"where one process's heap, GC and scheduler contend and the workers don't.", t.cpus)
-	default:
-		whyAB += "What would close it: make that per-request work cheaper (b+/b is its price; connection tracking is already atomics set only while draining, and the HTTP metrics allocate nothing): " +
-			"what remains is the metrics' counter and histogram updates and the middleware's wrapped writer, a few atomic operations per request that one process without them does not pay."
-	}
-	whyAB += noise(a, b)
-	r.p("- a/b = %.2f×: %s\n", ab, r.verdict(goal{what: "§1 req/s, preforkd net/http ÷ one net/http process", figure: fmt.Sprintf("%.2f×", ab), target: "≥ 1.0×", met: ab >= 1.0, why: whyAB}))
-	var whyCD string
-	if c1 != nil {
-		whyCD = fmt.Sprintf("fasthttp prefork sets GOMAXPROCS=1 in each child; preforkd's workers ran with %s, so their Ps contend with each other and with wrk for %d CPUs. "+
-			"With GOMAXPROCS=1 in its workers (c1) preforkd is at %.2f× of prefork. What would close it: run workers with GOMAXPROCS = CPUs/workers.", c.procs, t.cpus, rr(c1, d))
-	} else {
-		whyCD = fmt.Sprintf("both serve the same fasthttp handler from one shared socket with the same processes (%s against %s). "+
-			"What preforkd adds in each worker is its runtime: the metrics socket and registry, the lifeline pipe, the notify socket. "+
-			"What would close it: profile a worker under this load and trim that runtime's per-request share (it should have none).", c.procs, d.procs)
-	}
-	whyCD += noise(c, d)
-	r.p("- c/d = %.2f×: %s\n", cd, r.verdict(goal{what: "§1 req/s, preforkd fasthttp ÷ fasthttp prefork", figure: fmt.Sprintf("%.2f×", cd), target: "≥ 1.0×", met: cd >= 1.0, why: whyCD}))
 }

@@ -23,7 +23,8 @@ type wrkResult struct {
 	Write, Timeout     int64
 	Non2xx             int64
 	Raw                string
-	Split              []int // the connections per server process, sampled mid-run
+	Split              []int         // the connections per server process, sampled mid-run
+	CPU                time.Duration // wrk's own user and system CPU time
 }
 
 // SocketErrors is the sum of wrk's socket errors.
@@ -88,7 +89,9 @@ func (w *wrkRun) wait(interrupt time.Duration) (wrkResult, error) {
 	if err := w.cmd.Wait(); err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, w.out.String())
 	}
-	return parseWrk(w.out.String())
+	r, err := parseWrk(w.out.String())
+	r.CPU = w.cmd.ProcessState.UserTime() + w.cmd.ProcessState.SystemTime()
+	return r, err
 }
 
 var (

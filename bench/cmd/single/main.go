@@ -3,7 +3,7 @@
 // same one-line answer as the preforkd demo's GET /, with the same routing
 // (a ServeMux pattern) and headers.
 //
-//	single -addr 127.0.0.1:8080 [-instrument]
+//	single -addr 127.0.0.1:8080 [-instrument] [-pprof 127.0.0.1:6060]
 //
 // With -instrument it adds what every preforkd net/http worker does per
 // request on top of the app's handler: the Prometheus HTTP metrics
@@ -11,13 +11,20 @@
 // (server.HTTP). It is a diagnostic: the same per-request work in one
 // process, which separates the cost of that work from the cost of the
 // process model.
+//
+// With -pprof it serves net/http/pprof and expvar (/debug/vars: the
+// runtime's memstats, for allocations per request) on a second listener
+// of its own (never on the measured one), so that the bench can profile a
+// turn: the handlers cost nothing until asked.
 package main
 
 import (
+	"expvar"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -35,7 +42,20 @@ func main() {
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:8080", "host:port to serve on (loopback only in the bench)")
 	instrument := flag.Bool("instrument", false, "add preforkd's per-request work: HTTP metrics and drain tracking")
+	pprofAddr := flag.String("pprof", "", "host:port of a side listener serving /debug/pprof/ (loopback only in the bench); empty: none")
 	flag.Parse()
+	if *pprofAddr != "" {
+		pln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return err
+		}
+		side := http.NewServeMux()
+		side.HandleFunc("/debug/pprof/", pprof.Index)
+		side.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		side.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		side.Handle("/debug/vars", expvar.Handler())
+		go http.Serve(pln, side)
+	}
 	line := fmt.Sprintf("preforkd demo worker=0 pid=%d generation=1 version=v1\n", os.Getpid())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
