@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -302,72 +301,6 @@ func fmtPer(v []float64) string {
 		s = append(s, fmtN(int64(x)))
 	}
 	return strings.Join(s, "+")
-}
-
-// profileTurn is the profiled turn of b and b+ (wrk -c32): CPU profiles
-// and allocations per request.
-type profileTurn struct {
-	dur            time.Duration
-	b, bPlus       cpuProfile
-	allocsPerReq   map[string]float64 // by row key
-	bRPS, bPlusRPS []float64
-}
-
-// profileTurn runs wrk -c32 against b, b+, b+, b, each time taking a CPU
-// profile over the middle of the run and reading the process's
-// allocation count before and after.
-func (b *bench) profileTurn(t *throughput) (*profileTurn, error) {
-	p := &profileTurn{dur: 3 * time.Second, allocsPerReq: map[string]float64{}}
-	if b.quick {
-		p.dur = time.Second
-	}
-	paths := map[string][]string{}
-	allocs, reqs := map[string]float64{}, map[string]float64{}
-	for i, key := range []string{"b", "b+", "b+", "b"} {
-		e := t.engine(key)
-		m0, err := mallocs(e.side)
-		if err != nil {
-			return nil, err
-		}
-		w, err := startWrk(b.p, wrkArgs(1, 32, p.dur+time.Second, e.url)...)
-		if err != nil {
-			return nil, err
-		}
-		time.Sleep(500 * time.Millisecond)
-		path := filepath.Join(b.tmp, fmt.Sprintf("cpu-%d-%s.pprof", i, strings.ReplaceAll(key, "+", "plus")))
-		perr := fetchProfile(e.side, p.dur, path)
-		r, err := w.wait(0)
-		if err != nil {
-			return nil, err
-		}
-		if perr != nil {
-			return nil, perr
-		}
-		m1, err := mallocs(e.side)
-		if err != nil {
-			return nil, err
-		}
-		paths[key] = append(paths[key], path)
-		allocs[key] += float64(m1 - m0)
-		reqs[key] += float64(r.Requests)
-		if key == "b" {
-			p.bRPS = append(p.bRPS, r.ReqPerSec)
-		} else {
-			p.bPlusRPS = append(p.bPlusRPS, r.ReqPerSec)
-		}
-		b.logf("  profiled %s: %.0f req/s, %.1f allocations per request", key, r.ReqPerSec, ratio(float64(m1-m0), float64(r.Requests)))
-	}
-	for k := range allocs {
-		p.allocsPerReq[k] = ratio(allocs[k], reqs[k])
-	}
-	var err error
-	if p.b, err = readProfiles(paths["b"]...); err != nil {
-		return nil, err
-	}
-	if p.bPlus, err = readProfiles(paths["b+"]...); err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // plain starts a comparison server (not a preforkd) on a free port and
