@@ -193,11 +193,15 @@ func (b *bench) setupPages(mode string, size int64) (string, error) {
 	return fmt.Sprintf("shmem_enabled=%s, %d free hugetlb pages", shmem, pages), nil
 }
 
+// pagesFlag is the master's -state-pages for each mode the bench sets the
+// host up for (the reserved pool is used only when asked).
+var pagesFlag = map[string]string{state.PagesHugeTLB: "hugetlb", state.PagesTHP: "auto", state.Pages4K: "4k"}
+
 // pagesOne measures one mode: a master with the state, every worker's
 // first read, then kills round robin, each victim having read it all.
 func (b *bench) pagesOne(path, mode string, workers, kills int) (pageRow, error) {
 	row := pageRow{mode: mode}
-	m, err := startMaster(b.p, b.tmp, b.bins["v1"], workers, "-state", path, "-stable-period", "200ms")
+	m, err := startMaster(b.p, b.tmp, b.bins["v1"], workers, "-state", path, "-stable-period", "200ms", "-state-pages", pagesFlag[mode])
 	if err != nil {
 		return row, err
 	}

@@ -207,6 +207,7 @@ type Status struct {
 		State string `json:"state"`
 	} `json:"spares"`
 	SparesPromoted  uint64 `json:"spares_promoted"`
+	StatePages      string `json:"state_pages"`
 	NotifyRejected  uint64 `json:"notify_rejected"`
 	NotifyOversized uint64 `json:"notify_oversized"`
 	NotifyMalformed uint64 `json:"notify_malformed"`

@@ -58,6 +58,7 @@ func (m *master) status(withHTTP bool) Status {
 	}
 	st.PID = os.Getpid()
 	st.Version = m.cfg.Version
+	st.StatePages = m.statePages
 	st.NotifyOversized = m.res.notify.oversized.Load()
 	st.NotifyMalformed = m.res.notify.malformed.Load()
 	st.Uptime = time.Since(m.started).Seconds()

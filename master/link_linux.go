@@ -85,6 +85,9 @@ type linkMsg struct {
 	StateKey  string `json:"state_key,omitempty"`
 	StateFile string `json:"state_file,omitempty"`
 	StateSize int64  `json:"state_size,omitempty"`
+	// StatePages is the region's page mode (offer), which a successor
+	// that takes it over reports as its own.
+	StatePages string `json:"state_pages,omitempty"`
 }
 
 // link is a master's end of the succession links: succ towards its

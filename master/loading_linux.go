@@ -42,6 +42,7 @@ func (m *master) loadState() error {
 	if r := m.takeOverState(); r != nil {
 		m.res.region = r
 		m.phases.reused = true
+		m.statePages = m.prev.StatePages
 		return nil
 	}
 	if !m.upg.HasParent() {
@@ -55,7 +56,21 @@ func (m *master) loadState() error {
 	}
 	m.res.region = region
 	m.offerState(region)
+	m.statePages = pageMode(region)
+	attrs := []any{"size", region.Size(), "pages", m.statePages}
+	if m.statePages == "4k" && region.Size() >= 2<<20 {
+		attrs = append(attrs, "hint", "huge pages would make workers' first reads and exits faster: reserve vm.nr_hugepages, or set transparent_hugepage/shmem_enabled to advise (README, Huge pages)")
+	}
+	m.log.Info("state region loaded", attrs...)
 	return nil
+}
+
+// pageMode is a region's page mode, when it says (state.Region does).
+func pageMode(r Region) string {
+	if pm, ok := r.(interface{ PageMode() string }); ok {
+		return pm.PageMode()
+	}
+	return ""
 }
 
 // serveWhileLoading starts the interim endpoints and returns the function

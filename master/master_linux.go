@@ -36,6 +36,7 @@ type master struct {
 	phases     phases  // moments of this master's start (the "master ready" line)
 	stateKey   string  // Config.StateKey's answer before the region was built ("": none)
 	stateFile  string  // the region's tableflip file name, for the successor
+	statePages string  // the region's page mode (hugetlb, thp, 4k)
 
 	owner
 	res          *resources
@@ -197,7 +198,7 @@ func (m *master) beginUpgrade(canary time.Duration, reply chan error) {
 	m.up.begin(g, func() linkMsg {
 		m.res.link.dropStaleAnnouncements()
 		offer := linkMsg{CanaryMs: canary.Milliseconds(), Surge: m.cfg.UpgradeSurge,
-			StateKey: m.stateKey, StateFile: m.stateFile}
+			StateKey: m.stateKey, StateFile: m.stateFile, StatePages: m.statePages}
 		if m.res.region != nil {
 			offer.StateSize = m.res.region.Size()
 		}

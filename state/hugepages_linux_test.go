@@ -4,6 +4,7 @@ package state
 
 import (
 	"bytes"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"math/rand/v2"
 	"testing"
 	"testing/iotest"
@@ -79,6 +80,9 @@ func TestPageModeChosen(t *testing.T) {
 			setupMode(t, mode, int64(len(data)))
 			if mode == PagesTHP {
 				reserveHugetlb(t, 0)
+			} else {
+				SetPages(PagesHugeTLB) // the reserved pool only when asked
+				defer SetPages(PagesTHP)
 			}
 			r := newRegion(t, data)
 			if r.PageMode() != mode {
@@ -99,7 +103,7 @@ func TestHugetlbNoneFree(t *testing.T) {
 	data := randomData(8 << 20)
 	for _, tc := range []struct{ shmem, want string }{{"advise", PagesTHP}, {"never", Pages4K}} {
 		t.Run("to "+tc.want, func(t *testing.T) {
-			setKnob(t, shmemEnabledPath, tc.shmem)
+			testutil.SetKnob(t, shmemEnabledPath, tc.shmem)
 			reserveHugetlb(t, 0)
 			r, err := fill(t.Name(), bytes.NewReader(data), int64(len(data)), nil, PagesHugeTLB)
 			if err != nil {
@@ -123,7 +127,7 @@ func TestHugetlbNoneFree(t *testing.T) {
 // each byte once, and the abandoned huge pages are given back.
 func TestHugetlbRunsOut(t *testing.T) {
 	data := randomData(100 << 20)
-	setKnob(t, shmemEnabledPath, "never")
+	testutil.SetKnob(t, shmemEnabledPath, "never")
 	const pages = 40 // 80 MiB
 	reserveHugetlb(t, pages)
 	var calls []int64

@@ -54,6 +54,12 @@ func readHost() host {
 		h.hugetlbAvail = max(0, free-rsvd)
 	}
 	h.thp = shmemTHP(h.pmdSize)
+	if !pagesAllowed(PagesHugeTLB) {
+		h.hugetlbAvail = 0
+	}
+	if !pagesAllowed(PagesTHP) {
+		h.thp = false
+	}
 	return h
 }
 

@@ -5,9 +5,8 @@ package state
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"strconv"
 	"strings"
@@ -98,36 +97,6 @@ func parsePageUse(t *testing.T, line string) (uint64, pageUse) {
 	return sum, u
 }
 
-// setKnob writes value to a host setting and puts the previous value
-// back when the test ends, failed or not. It skips the test when the
-// setting cannot be written (not root, or no such setting).
-func setKnob(t *testing.T, path, value string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root to write %s (CI runs as root)", path)
-	}
-	prev, err := os.ReadFile(path)
-	if err != nil {
-		t.Skipf("cannot read %s: %v", path, err)
-	}
-	old := strings.TrimSpace(string(prev))
-	if i, j := strings.IndexByte(old, '['), strings.IndexByte(old, ']'); i >= 0 && j > i {
-		old = old[i+1 : j] // a choice file: the selected word
-	}
-	if err := os.WriteFile(path, []byte(value), 0); err != nil {
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
-			t.Skipf("cannot write %s: %v", path, err)
-		}
-		t.Fatalf("write %q to %s: %v", value, path, err)
-	}
-	t.Logf("%s: %s → %s", path, old, value)
-	t.Cleanup(func() {
-		if err := os.WriteFile(path, []byte(old), 0); err != nil {
-			t.Errorf("put %s back to %q: %v", path, old, err)
-		}
-	})
-}
-
 // hugetlbCounts is /proc/meminfo's HugePages_Total and the pages free and
 // not reserved (HugePages_Free less HugePages_Rsvd).
 func hugetlbCounts(t *testing.T) (total, avail int64) {
@@ -160,7 +129,7 @@ func reserveHugetlb(t *testing.T, pages int64) {
 		t.Skipf("the default hugetlb page size is %d bytes; these tests are written for 2 MiB", h.hugetlbSize)
 	}
 	total, avail := hugetlbCounts(t)
-	setKnob(t, nrHugepagesPath, strconv.FormatInt(total-avail+pages, 10))
+	testutil.SetKnob(t, nrHugepagesPath, strconv.FormatInt(total-avail+pages, 10))
 	if _, got := hugetlbCounts(t); got != pages {
 		t.Skipf("the kernel could not make %d huge pages free (memory too fragmented?): %d are", pages, got)
 	}
@@ -174,10 +143,10 @@ func setupMode(t *testing.T, mode string, size int64) {
 	case PagesHugeTLB:
 		reserveHugetlb(t, roundUp(size, hugeTestPageBytes)/hugeTestPageBytes+2) // +2: a private mapping's copy
 	case PagesTHP:
-		setKnob(t, shmemEnabledPath, "advise")
+		testutil.SetKnob(t, shmemEnabledPath, "advise")
 	case Pages4K:
 		if readHost().thp {
-			setKnob(t, shmemEnabledPath, "never") // so that no page is huge by chance
+			testutil.SetKnob(t, shmemEnabledPath, "never") // so that no page is huge by chance
 		}
 	}
 }
@@ -208,5 +177,37 @@ func forEachMode(t *testing.T, size int64, f func(t *testing.T, mode string, bui
 			setupMode(t, mode, size)
 			f(t, mode, func(b []byte) *Region { return buildIn(t, mode, b) })
 		})
+	}
+}
+
+// SetPages bounds the mode the host allows: with both a free reserved
+// pool and shmem THP allowed, a region takes THP by default (the reserved
+// pool is not ours unless asked), hugetlb under SetPages(hugetlb),
+// ordinary pages under SetPages(4k); a bad value is refused.
+func TestSetPagesBounds(t *testing.T) {
+	defer SetPages(PagesTHP)
+	if err := SetPages("big"); err == nil || !strings.Contains(err.Error(), `"big"`) {
+		t.Fatalf("SetPages(big) = %v, want an error naming it", err)
+	}
+	const size = 8 << 20
+	setupMode(t, PagesHugeTLB, size)
+	setupMode(t, PagesTHP, size)
+	if r, err := FromBytes("default", make([]byte, size)); err != nil || r.PageMode() != PagesTHP {
+		t.Fatalf("by default: %v, %v: want a region in %s pages", r, err, PagesTHP)
+	} else {
+		r.Close()
+	}
+	for _, limit := range []string{PagesHugeTLB, PagesTHP, Pages4K} {
+		if err := SetPages(limit); err != nil {
+			t.Fatal(err)
+		}
+		r, err := FromBytes("limited", make([]byte, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := r.PageMode(); m != limit {
+			t.Errorf("SetPages(%s): the region is in %s pages", limit, m)
+		}
+		r.Close()
 	}
 }

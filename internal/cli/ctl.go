@@ -173,8 +173,12 @@ func (c *ctlClient) do(method, path string, v any) ([]byte, error) {
 }
 
 func printStatus(w io.Writer, st master.Status) {
-	fmt.Fprintf(w, "master pid %d  generation %d  version %s  uptime %s  workers %d\n",
+	fmt.Fprintf(w, "master pid %d  generation %d  version %s  uptime %s  workers %d",
 		st.PID, st.Generation, st.Version, secs(st.Uptime), st.Desired)
+	if st.StatePages != "" {
+		fmt.Fprintf(w, "  state pages %s", st.StatePages)
+	}
+	fmt.Fprintln(w)
 	if st.Upgrading {
 		fmt.Fprintln(w, "upgrade in progress")
 	}

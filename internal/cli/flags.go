@@ -15,6 +15,7 @@ import (
 
 	"github.com/preforkd/preforkd/listener"
 	"github.com/preforkd/preforkd/master"
+	"github.com/preforkd/preforkd/state"
 )
 
 // options are the parsed command line.
@@ -47,6 +48,7 @@ type options struct {
 	canary          master.CanaryConfig
 	upgradeSurge    int
 	spare           int
+	statePages      string
 	requestTimeout  time.Duration
 	workerOutput    string
 	cred            *master.Credential
@@ -96,6 +98,7 @@ func parseFlags(p Program, args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "a Go worker asks to be replaced after about N requests (+ up to 10% jitter); 0 = off")
 	fs.StringVar(&o.workerOutput, "worker-output", "label", "workers' stdout and stderr: label (every line with its worker's slot, pid and generation, as text or, with -log-format json, as JSON) or inherit (the master's streams, unlabelled)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 0, "Go HTTP workers answer a request still running after D with 503 (if nothing was written), log its stack and count it; more than 3 stuck (or one past 10×D) recycle the worker; 0 = off")
+	fs.StringVar(&o.statePages, "state-pages", "auto", "pages of the shared state region: auto (transparent huge pages if the host allows them, else 4 KiB), hugetlb (the host's reserved huge pages first, if enough are free), 4k")
 	fs.IntVar(&o.spare, "spare", 0, "keep N warm spares (Go workers): started and waiting, one takes the slot of a worker that dies after -stable-period (a message, not a process start), and a new spare starts behind it; each costs about one idle worker's memory; 0 = none")
 	fs.IntVar(&o.upgradeSurge, "upgrade-surge", 0, "at most -workers + N worker processes during an upgrade: the old generation retires one worker for each new one beyond N; 0 = start the new generation at once")
 	fs.DurationVar(&o.canary.Duration, "canary", 0, "start each upgrade with one new worker serving beside the old generation this long, judged before the rest start (rolled back on a crash or worse HTTP figures); 0 = off")
@@ -164,6 +167,11 @@ func (o *options) check() error {
 	if o.maxRequests < 0 {
 		return fmt.Errorf("-max-requests %d: must not be negative", o.maxRequests)
 	}
+	pages := map[string]string{"auto": state.PagesTHP, "hugetlb": state.PagesHugeTLB, "4k": state.Pages4K}[o.statePages]
+	if pages == "" {
+		return fmt.Errorf("-state-pages %q: want auto, hugetlb or 4k", o.statePages)
+	}
+	state.SetPages(pages) // the master builds its regions in this process
 	if o.maxRSS != "" {
 		n, err := parseSize(o.maxRSS)
 		if err != nil {
