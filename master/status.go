@@ -12,11 +12,11 @@ type Status struct {
 	Stopping   bool    `json:"stopping"`
 	// Phase is "loading" while a first master loads its shared state
 	// (no slot exists yet), else empty.
-	Phase string       `json:"phase,omitempty"`
+	Phase string `json:"phase,omitempty"`
 	// StatePages is the page mode of the shared state region: "hugetlb",
 	// "thp" or "4k" (empty without a region).
-	StatePages string `json:"state_pages,omitempty"`
-	Slots []SlotStatus `json:"slots"`
+	StatePages string       `json:"state_pages,omitempty"`
+	Slots      []SlotStatus `json:"slots"`
 	// Draining lists workers that were stopped and have not exited yet.
 	Draining []WorkerStatus `json:"draining,omitempty"`
 	// Spares lists the warm spares (-spare), and SparesPromoted counts
