@@ -116,16 +116,21 @@ type segsIn map[string]struct {
 // missing or fails.
 func sampleSegsIn(port int) segsIn {
 	var s segsIn
+	var why string
 	for i := 0; i < 3 && len(s) == 0; i++ {
-		s = sampleSegsInOnce(port)
+		s, why = sampleSegsInOnce(port)
+	}
+	if len(s) == 0 {
+		fmt.Fprintf(os.Stderr, "bench: ss on port %d: %s\n", port, why)
 	}
 	return s
 }
 
-func sampleSegsInOnce(port int) segsIn {
+// sampleSegsInOnce is one sample, and when it is empty, why.
+func sampleSegsInOnce(port int) (segsIn, string) {
 	out, err := exec.Command("ss", "-Htine", "state", "established", fmt.Sprintf("( sport = :%d )", port)).Output()
 	if err != nil {
-		return nil
+		return nil, fmt.Sprintf("ss: %v", err)
 	}
 	owner := socketOwners()
 	res := segsIn{}
@@ -159,7 +164,10 @@ func sampleSegsInOnce(port int) segsIn {
 			}
 		}
 	}
-	return res
+	if len(res) == 0 {
+		return nil, fmt.Sprintf("%d lines from ss, %d sockets owned by the bench's descendants", strings.Count(string(out), "\n"), len(owner))
+	}
+	return res, ""
 }
 
 // requestsByPID is what each process served between two samples: the

@@ -235,8 +235,12 @@ func (r *report) throughputGoals(t *throughput) {
 	why := fmt.Sprintf("server CPU per request: a2 %.1f µs, b %.1f µs (a2 spends %.2f× of b's); wrk spent %.1f and %.1f µs per request, %.0f%% of all the CPU a request cost, and the machine was %.0f%% and %.0f%% busy. ",
 		aSrv, bSrv, ratio(aSrv, bSrv), aGen, bGen, 100*ratio(bGen, bGen+bSrv), 100*a.busy()/float64(t.cpus), 100*b.busy()/float64(t.cpus))
 	if need := (bSrv+bGen)/1.05 - aGen; need > 0 {
-		why += fmt.Sprintf("With both CPUs saturated req/s goes as 1 ÷ (server + wrk CPU per request), so 1.05× needs a2 at ≤ %.1f µs per request, %.0f%% less CPU than one net/http process: a prefork server gains on one process by using CPUs that one process cannot, and with wrk holding one of these %d CPUs there are none to spare. ",
-			need, 100*(1-need/bSrv), t.cpus)
+		than := "no more than one net/http process spends"
+		if cut := 1 - need/bSrv; cut >= 0.005 {
+			than = fmt.Sprintf("%.0f%% less CPU than one net/http process", 100*cut)
+		}
+		why += fmt.Sprintf("With both CPUs saturated req/s goes as 1 ÷ (server + wrk CPU per request), so 1.05× needs a2 at ≤ %.1f µs per request, %s: a prefork server gains on one process by using CPUs that one process cannot, and with wrk holding one of these %d CPUs there are none to spare. ",
+			need, than, t.cpus)
 	}
 	if p := t.prof; p != nil {
 		why += fmt.Sprintf("Of a2's cost, preforkd's per-request work is what the profile charges to it in b+ (%.1f%% of b+'s samples; b+/b = %.2f× in req/s, %.2f× in CPU per request). ",
@@ -248,8 +252,8 @@ func (r *report) throughputGoals(t *throughput) {
 		why += fmt.Sprintf("The difference is within the turns' spread (%.0f%%). ", 100*ab.maxSprd)
 	}
 	why += "What would close it: a machine with more cores than the workers and the load generator need to share (wrk on another host), where one process's scheduler, GC and heap contend and the workers don't."
-	r.p("- a2/b = %.2f× (turns %.2f–%.2f×): %s\n", ab.med, ab.lo, ab.hi, r.verdict(goal{what: "§1 req/s, preforkd net/http ÷ one net/http process (wrk -c32): median, lowest turn",
-		figure: fmt.Sprintf("%.2f×, %.2f×", ab.med, ab.lo), target: "≥ 1.05×, every turn ≥ 1.0×", met: ab.med >= 1.05 && ab.lo >= 1.0, why: why}))
+	r.p("- a2/b = %.3f× (turns %.2f–%.2f×): %s\n", ab.med, ab.lo, ab.hi, r.verdict(goal{what: "§1 req/s, preforkd net/http ÷ one net/http process (wrk -c32): median, lowest turn",
+		figure: fmt.Sprintf("%.3f×, %.3f×", ab.med, ab.lo), target: "≥ 1.05×, every turn ≥ 1.0×", met: ab.med >= 1.05 && ab.lo >= 1.0, why: why}))
 
 	whyB := fmt.Sprintf("b+ costs %.2f× b's CPU per request (%.1f against %.1f µs). ", ratio(1, bb.cpu), cells(t.engine("b+").cells[loadC32]).srvPerReq(), bSrv)
 	if p := t.prof; p != nil {
@@ -264,16 +268,16 @@ func (r *report) throughputGoals(t *throughput) {
 	}
 	whyB += "What remains per request is the metrics' two monotonic clock readings (about half of BenchmarkHTTPMiddleware, §8, on a VM's kvm-clock), the histogram's bucket search and atomic adds and the counter's; the in-flight gauge is one atomic add, the writer is pooled, connection tracking is two atomic stores. " +
 		"What would close it: a cheaper clock for the request duration (there is none in Go's standard library), or longer turns on a quiet machine to tell a 2% difference from the noise."
-	r.p("- b+/b = %.2f× (turns %.2f–%.2f×): %s\n", bb.med, bb.lo, bb.hi, r.verdict(goal{what: "§1 req/s, one net/http process with preforkd's per-request work ÷ without (wrk -c32)",
-		figure: fmt.Sprintf("%.2f×", bb.med), target: "≥ 0.98×", met: bb.med >= 0.98, why: whyB}))
+	r.p("- b+/b = %.3f× (turns %.2f–%.2f×): %s\n", bb.med, bb.lo, bb.hi, r.verdict(goal{what: "§1 req/s, one net/http process with preforkd's per-request work ÷ without (wrk -c32)",
+		figure: fmt.Sprintf("%.3f×", bb.med), target: "≥ 0.98×", met: bb.med >= 0.98, why: whyB}))
 
 	whyCD := fmt.Sprintf("both serve the same fasthttp handler from one shared socket with the same processes (%s against %s); c2 spends %.2f× d2's CPU per request. ", t.engine("c2").procs, t.engine("d2").procs, ratio(1, cd.cpu))
 	if cd.swamped {
 		whyCD += fmt.Sprintf("The difference is within the turns' spread (%.0f%%). ", 100*cd.maxSprd)
 	}
 	whyCD += "What would close it: profile a worker under this load and trim preforkd's runtime's per-request share (it should have none)."
-	r.p("- c2/d2 = %.2f× (turns %.2f–%.2f×): %s\n", cd.med, cd.lo, cd.hi, r.verdict(goal{what: "§1 req/s, preforkd fasthttp ÷ fasthttp prefork (wrk -c32)",
-		figure: fmt.Sprintf("%.2f×", cd.med), target: "≥ 1.0×", met: cd.med >= 1.0, why: whyCD}))
+	r.p("- c2/d2 = %.3f× (turns %.2f–%.2f×): %s\n", cd.med, cd.lo, cd.hi, r.verdict(goal{what: "§1 req/s, preforkd fasthttp ÷ fasthttp prefork (wrk -c32)",
+		figure: fmt.Sprintf("%.3f×", cd.med), target: "≥ 1.0×", met: cd.med >= 1.0, why: whyCD}))
 	r.p("\nThe balance goals (requests per worker with fresh connections, keep-alive connections per worker) are in §6, which compares the `-balance` modes; the columns above show the default mode's balance for every row.\n")
 	r.p("\n**Peer:** fasthttp's prefork mode (rows d) is the peer: its own figure is +7.5%% req/s over one fasthttp process, p99 15 ms vs 75 ms (its own benchmark).\n")
 }
