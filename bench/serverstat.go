@@ -3,35 +3,17 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/preforkd/preforkd/internal/testutil"
 )
 
-// What §1 reads from /proc and from the kernel's socket table about the
-// servers under load: which processes serve a port, the CPU time they
+// What §1 reads from /proc and from the servers' sockets under load:
+// which processes serve a port, the CPU time and context switches they
 // used, and how many requests each keep-alive connection carried.
-
-// socketOwners maps socket inodes to a bench descendant that holds them.
-// An established connection is held by one process, the worker that
-// accepted it (which one of several holds a shared listener does not
-// matter here).
-func socketOwners() map[string]int {
-	owner := map[string]int{}
-	for _, pid := range testutil.Descendants(os.Getpid()) {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			l, err := os.Readlink(dir + "/" + e.Name())
-			if err == nil && strings.HasPrefix(l, "socket:[") {
-				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = pid
-			}
-		}
-	}
-	return owner
-}
 
 // serverPIDs are the bench's descendants that hold the socket listening on
 // 127.0.0.1:port: a preforkd master and its workers, a prefork master and
@@ -110,64 +92,73 @@ type segsIn map[string]struct {
 	segs int64
 }
 
-// sampleSegsIn asks ss(8) (iproute2) for the TCP info of every connection
-// to 127.0.0.1:port, up to three times while it finds none (on a loaded
-// machine a sample sometimes comes back empty). It returns nil when ss is
-// missing or fails.
+// sampleSegsIn reads TCP_INFO of every established connection to
+// 127.0.0.1:port that a bench descendant holds: the socket is duplicated
+// out of its process with pidfd_getfd(2) (Linux ≥ 5.6; the bench is the
+// servers' ancestor, so it may), read and closed. Unlike a netlink socket
+// dump (ss), which comes back empty while tens of thousands of TIME_WAIT
+// sockets left by the fresh-connection runs expire under it, this reads
+// only the sockets it asks about. It returns nil when it cannot.
 func sampleSegsIn(port int) segsIn {
-	var s segsIn
-	var why string
-	for i := 0; i < 3 && len(s) == 0; i++ {
-		s, why = sampleSegsInOnce(port)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return nil
 	}
-	if len(s) == 0 {
-		fmt.Fprintf(os.Stderr, "bench: ss on port %d: %s\n", port, why)
+	want := fmt.Sprintf(":%04X", port)
+	peers := map[string]string{} // inode → peer address (hex, as /proc/net/tcp has it)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == "01" { // ESTABLISHED
+			peers[f[9]] = f[2]
+		}
 	}
-	return s
+	res := segsIn{}
+	for _, pid := range testutil.Descendants(os.Getpid()) {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, _ := os.ReadDir(dir)
+		pidfd := -1
+		for _, e := range ents {
+			l, err := os.Readlink(dir + "/" + e.Name())
+			if err != nil || !strings.HasPrefix(l, "socket:[") {
+				continue
+			}
+			peer, ok := peers[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]
+			if !ok {
+				continue
+			}
+			if pidfd < 0 {
+				if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
+					break
+				}
+			}
+			fd, _ := strconv.Atoi(e.Name())
+			if segs, ok := dataSegsIn(pidfd, fd); ok {
+				res[peer] = struct {
+					pid  int
+					segs int64
+				}{pid, segs}
+			}
+		}
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+	}
+	return res
 }
 
-// sampleSegsInOnce is one sample, and when it is empty, why.
-func sampleSegsInOnce(port int) (segsIn, string) {
-	out, err := exec.Command("ss", "-Htine", "state", "established", fmt.Sprintf("( sport = :%d )", port)).Output()
+// dataSegsIn is tcpi_data_segs_in of descriptor fd of the process behind
+// pidfd.
+func dataSegsIn(pidfd, fd int) (int64, bool) {
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return nil, fmt.Sprintf("ss: %v", err)
+		return 0, false
 	}
-	owner := socketOwners()
-	res := segsIn{}
-	var peer, ino string
-	for _, line := range strings.Split(string(out), "\n") {
-		if line == "" {
-			continue
-		}
-		if line[0] != '\t' && line[0] != ' ' {
-			f := strings.Fields(line)
-			peer, ino = "", ""
-			if len(f) > 3 {
-				peer = f[3]
-			}
-			for _, x := range f {
-				if v, ok := strings.CutPrefix(x, "ino:"); ok {
-					ino = v
-				}
-			}
-			continue
-		}
-		for _, x := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(x, "data_segs_in:"); ok && peer != "" {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				if pid, ok := owner[ino]; ok {
-					res[peer] = struct {
-						pid  int
-						segs int64
-					}{pid, n}
-				}
-			}
-		}
+	defer unix.Close(dup)
+	info, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, false
 	}
-	if len(res) == 0 {
-		return nil, fmt.Sprintf("%d lines from ss, %d sockets owned by the bench's descendants", strings.Count(string(out), "\n"), len(owner))
-	}
-	return res, ""
+	return int64(info.Data_segs_in), true
 }
 
 // requestsByPID is what each process served between two samples: the

@@ -110,7 +110,7 @@ func (r *report) throughput(t *throughput) {
 		t.turns, t.dur, t.warm, t.turns*len(t.loads)*len(t.engines))
 	r.p("**Server CPU** is the user + system time of all the server's processes (`/proc/<pid>/stat`: master and workers) during the run ÷ its requests; **generator CPU** is wrk's own (its rusage) or the bench process's (fresh). ")
 	r.p("With wrk and the servers on the same %d CPUs, req/s measures the server *and* how much CPU wrk leaves it; CPU per request is the comparison this machine can make fairly. ", t.cpus)
-	r.p("**Connections per process** (keep-alive): wrk's open connections by the process holding them, from /proc/net/tcp halfway through each run; **requests per process**: keep-alive, the growth of each connection's `data_segs_in` (one per wrk request, `ss -tie`) between an eighth and three quarters of the run; fresh, the pids in the answers. Both as max/min: the median over the turns and the worst turn (∞: a process got none). ")
+	r.p("**Connections per process** (keep-alive): wrk's open connections by the process holding them, from /proc/net/tcp halfway through each run; **requests per process**: keep-alive, the growth of each connection's `tcpi_data_segs_in` (one per wrk request; TCP_INFO of the worker's socket, duplicated with pidfd_getfd) between an eighth and three quarters of the run; fresh, the pids in the answers. Both as max/min: the median over the turns and the worst turn (∞: a process got none). ")
 	r.p("Spread is (max − min) ÷ median of a row's turns: how much this machine moved during the section (other work ran on it: see the CPU line at the top).\n\n")
 	for _, load := range t.loads {
 		r.throughputTable(t, load)
