@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -92,28 +93,17 @@ type segsIn map[string]struct {
 	segs int64
 }
 
-// sampleSegsIn reads TCP_INFO of every established connection to
-// 127.0.0.1:port that a bench descendant holds: the socket is duplicated
-// out of its process with pidfd_getfd(2) (Linux ≥ 5.6; the bench is the
-// servers' ancestor, so it may), read and closed. Unlike a netlink socket
-// dump (ss), which comes back empty while tens of thousands of TIME_WAIT
-// sockets left by the fresh-connection runs expire under it, this reads
-// only the sockets it asks about. It returns nil when it cannot.
-func sampleSegsIn(port int) segsIn {
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return nil
-	}
-	want := fmt.Sprintf(":%04X", port)
-	peers := map[string]string{} // inode → peer address (hex, as /proc/net/tcp has it)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == "01" { // ESTABLISHED
-			peers[f[9]] = f[2]
-		}
-	}
+// sampleSegsIn reads TCP_INFO of every established TCP connection on
+// 127.0.0.1:port that one of pids holds: each socket is duplicated out of
+// its process with pidfd_getfd(2) (Linux ≥ 5.6; the bench is the servers'
+// ancestor, so it may), read and closed. It touches only the servers'
+// own descriptors: /proc/net/tcp lists every socket of the machine,
+// TIME_WAIT included, and after the fresh-connection runs (tens of
+// thousands of them) samples read from it came back empty in 7 of 80
+// runs.
+func sampleSegsIn(port int, pids []int) segsIn {
 	res := segsIn{}
-	for _, pid := range testutil.Descendants(os.Getpid()) {
+	for _, pid := range pids {
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		ents, _ := os.ReadDir(dir)
 		pidfd := -1
@@ -122,17 +112,13 @@ func sampleSegsIn(port int) segsIn {
 			if err != nil || !strings.HasPrefix(l, "socket:[") {
 				continue
 			}
-			peer, ok := peers[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]
-			if !ok {
-				continue
-			}
 			if pidfd < 0 {
 				if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
 					break
 				}
 			}
 			fd, _ := strconv.Atoi(e.Name())
-			if segs, ok := dataSegsIn(pidfd, fd); ok {
+			if peer, segs, ok := established(pidfd, fd, port); ok {
 				res[peer] = struct {
 					pid  int
 					segs int64
@@ -146,19 +132,49 @@ func sampleSegsIn(port int) segsIn {
 	return res
 }
 
-// dataSegsIn is tcpi_data_segs_in of descriptor fd of the process behind
-// pidfd.
-func dataSegsIn(pidfd, fd int) (int64, bool) {
+// established reads descriptor fd of the process behind pidfd: if it is
+// an established TCP connection on local port, its peer address and
+// tcpi_data_segs_in.
+func established(pidfd, fd, port int) (peer string, segs int64, ok bool) {
 	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return 0, false
+		return "", 0, false
 	}
 	defer unix.Close(dup)
-	info, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
+	local, err := unix.Getsockname(dup)
 	if err != nil {
-		return 0, false
+		return "", 0, false
 	}
-	return int64(info.Data_segs_in), true
+	if l, isV4 := local.(*unix.SockaddrInet4); !isV4 || l.Port != port {
+		return "", 0, false
+	}
+	info, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil || info.State != 1 { // TCP_ESTABLISHED
+		return "", 0, false
+	}
+	remote, err := unix.Getpeername(dup)
+	if err != nil {
+		return "", 0, false
+	}
+	r, isV4 := remote.(*unix.SockaddrInet4)
+	if !isV4 {
+		return "", 0, false
+	}
+	return fmt.Sprintf("%v:%d", r.Addr, r.Port), int64(info.Data_segs_in), true
+}
+
+// perPID counts a sample's connections by process, largest first.
+func (s segsIn) perPID() []int {
+	by := map[int]int{}
+	for _, c := range s {
+		by[c.pid]++
+	}
+	var out []int
+	for _, n := range by {
+		out = append(out, n)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(out)))
+	return out
 }
 
 // requestsByPID is what each process served between two samples: the

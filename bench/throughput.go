@@ -222,18 +222,17 @@ func (b *bench) measure(t *throughput, e *engine, load string, warm bool) (cellR
 		return c, err
 	}
 	// Requests per process: data segments received on each connection
-	// between an eighth and three quarters of the run (the samples take
-	// time on a loaded machine: the last must come well before wrk
-	// closes its connections); connections per process: /proc/net/tcp
-	// halfway through.
+	// between an eighth and three quarters of the run (the last sample
+	// must come well before wrk closes its connections); connections per
+	// process: halfway through.
 	began := time.Now()
 	at := func(f float64) { time.Sleep(time.Until(began.Add(time.Duration(f * float64(t.dur))))) }
 	at(1.0 / 8)
-	s0 := sampleSegsIn(e.port)
+	s0 := sampleSegsIn(e.port, e.pids)
 	at(1.0 / 2)
-	c.conns = connSplit(e.port)
+	c.conns = sampleSegsIn(e.port, e.pids).perPID()
 	at(3.0 / 4)
-	s1 := sampleSegsIn(e.port)
+	s1 := sampleSegsIn(e.port, e.pids)
 	r, err := w.wait(0)
 	if err != nil {
 		return c, err
