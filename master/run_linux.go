@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudflare/tableflip"
 	"github.com/preforkd/preforkd/internal/aggregate"
+	"github.com/preforkd/preforkd/internal/sockets"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,6 +67,10 @@ func (m *master) open(fds *tableflip.Fds) error {
 	var err error
 	if m.res, err = openResources(fds, &m.cfg, m.upg.HasParent(), m.log); err != nil {
 		return err
+	}
+	// The workers' sockets must not wake the master at every connection.
+	if _, err := sockets.Unpoll(m.res.socks); err != nil {
+		m.log.Warn("the workers' sockets stay in the master's poller: each new connection wakes it", "err", err)
 	}
 	m.gen = 1
 	if m.upg.HasParent() {
