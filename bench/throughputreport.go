@@ -177,7 +177,7 @@ func (r *report) throughputMaster(t *throughput) {
 	r.p("**The master's share with fresh connections:** preforkd's master serves no request, yet it spent %.1f µs (a2) and %.1f µs (c2) of CPU per fresh connection, %.0f%% of a2's server CPU per request; prefork's master %.1f µs. ",
 		a.mstPerReq(), c.mstPerReq(), 100*ratio(a.mstPerReq(), a.srvPerReq()), d.mstPerReq())
 	r.p("The master holds the listening socket under several descriptors (tableflip's copy, its net.Listener, the *os.File it hands to workers), each of which its Go runtime registered in its epoll (edge-triggered): until this run's code every connection that arrived woke it, though it never accepts, at 12–13 µs of CPU per fresh connection (an earlier run of this section). ")
-	r.p("The master now takes its copies of the workers' sockets out of its poller at start (`internal/sockets.Unpoll`, tested by reading the epoll's registrations in /proc/self/fdinfo); what it still spends per connection here is its share of the machine's other work (the scrape-free idle loop, timers). With keep-alive connections it spends nothing (the tables above).\n\n")
+	r.p("The master now takes its copies of the workers' sockets out of its poller at start (`internal/sockets.Unpoll`, tested by reading the epoll's registrations in /proc/self/fdinfo); what is left above is about one clock tick of /proc's CPU accounting (10 ms) spread over a run's requests, the resolution of this figure. With keep-alive connections it spends nothing (the tables above).\n\n")
 }
 
 // throughputRatios is the table of ratios, each with its turns and spread.
