@@ -133,7 +133,7 @@ func (m *master) hooks() Hooks {
 	h := m.cfg.Hooks
 	user := h.WorkerExited
 	h.WorkerExited = func(slot, pid, gen int, status string) {
-		if c := m.canary; c != nil {
+		if c := m.canary; c != nil && slot >= 0 { // a spare is not the canary
 			c.exited(pid, status)
 		}
 		m.removeWG.Add(1)

@@ -160,9 +160,11 @@ type Credential struct {
 
 // Hooks observe workers. Each may be nil.
 type Hooks struct {
-	// WorkerStarted is called after a worker process started.
+	// WorkerStarted is called after a worker process started, and when a
+	// spare (Config.Spare) is promoted into slot.
 	WorkerStarted func(slot, pid, generation int)
-	// WorkerExited is called after a worker was reaped; status is as logged.
+	// WorkerExited is called after a worker was reaped; status is as
+	// logged. A spare that exited before its promotion has slot -1.
 	WorkerExited func(slot, pid, generation int, status string)
 }
 

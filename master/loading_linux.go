@@ -36,6 +36,7 @@ func (m *master) loadState() error {
 		key, err := m.cfg.StateKey()
 		if err != nil {
 			m.log.Warn("cannot fingerprint the shared state; building it", "err", err)
+			key = "" // unknown: never taken over, never offered
 		}
 		m.stateKey = key
 	}

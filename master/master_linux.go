@@ -160,7 +160,7 @@ func (m *master) becomeReady() {
 		m.res.sd.Send("READY=1", "STATUS=serving, generation "+strconv.Itoa(m.gen))
 	}
 	m.phases.ready = time.Now()
-	m.sup.do(func() { m.phases.spawned = m.sup.spawnedAt })
+	m.sup.do(func() { m.phases.spawned = m.sup.spawnedAt; m.sup.enableSpares() })
 	m.log.Info("master ready", append([]any{"generation", m.gen, "took", time.Since(m.started).Round(time.Millisecond)}, m.phases.attrs()...)...)
 }
 

@@ -17,15 +17,23 @@ import (
 //
 // Early deaths (a worker that died before -stable-period) still go through
 // the slot's backoff, not a spare: a crashing app would otherwise use up
-// spares as fast as they start. Spares that die before they wait back off
-// on their own (spares.failures), so a program that cannot start makes no
-// loop either.
+// spares as fast as they start. Spares that die unasked back off on their
+// own (spares.failures), so a program that cannot start makes no loop
+// either. Spares start only once the master is ready (enableSpares).
 
 // spares is the supervisor's spare bookkeeping (its goroutine owns it).
 type spares struct {
-	failures int       // consecutive spares that died before waiting
+	on       bool      // spares may start (the master is ready: never during a canary or a surge)
+	failures int       // spares that died unasked since the last promotion
 	until    time.Time // no new spare before then (backoff)
 	promoted uint64    // spares promoted into a slot
+}
+
+// enableSpares lets spares start, once the master is ready: a new master
+// at an upgrade must not add processes during its canary or surge.
+func (s *supervisor) enableSpares() {
+	s.spare.on = true
+	s.keepSpares()
 }
 
 // spareList returns the live spares, oldest first.
@@ -48,7 +56,7 @@ func (s *supervisor) spareList() []*worker {
 // workers are all ready (spares never compete with them for the CPUs), and
 // not while stopping or backing off.
 func (s *supervisor) keepSpares() {
-	if s.cfg.spares <= 0 || s.stopping || !s.firstOK || s.now().Before(s.spare.until) {
+	if s.cfg.spares <= 0 || s.stopping || !s.spare.on || s.now().Before(s.spare.until) {
 		return
 	}
 	for n := len(s.spareList()); n < s.cfg.spares; n++ {
@@ -72,7 +80,7 @@ func (s *supervisor) spareBackoff() {
 
 // spareDue is when keepSpares must run next (a spare backoff ending).
 func (s *supervisor) spareDue() (time.Time, bool) {
-	if s.cfg.spares <= 0 || s.spare.until.IsZero() || len(s.spareList()) >= s.cfg.spares {
+	if s.cfg.spares <= 0 || !s.spare.on || s.spare.until.IsZero() || len(s.spareList()) >= s.cfg.spares {
 		return time.Time{}, false
 	}
 	return s.spare.until, true
@@ -95,24 +103,27 @@ func (s *supervisor) promoteSpare(sl *slot) *worker {
 		}
 		w.spare, w.slot, w.started = false, sl.index, s.now()
 		s.spare.promoted++
+		s.spare.failures = 0
 		s.wlog(w).Info("spare promoted", "waited", w.warm)
+		if h := s.cfg.hooks.WorkerStarted; h != nil {
+			h(sl.index, w.pid, w.gen)
+		}
 		return w
 	}
 	return nil
 }
 
-// spareExited handles the exit of a spare that was never promoted.
+// spareExited handles the exit of a spare that was never promoted. Any
+// death the master did not ask for (a crash, the OOM killer, a kill at
+// -start-timeout) backs the next spare off, growing until a spare is
+// promoted: spares that keep dying make no loop.
 func (s *supervisor) spareExited(w *worker, status, lastLine string, now time.Time) {
 	l := s.wlog(w).With("status", status, "uptime", now.Sub(w.started).Round(time.Millisecond))
-	if s.stopping || w.killReason != "" {
+	if s.stopping {
 		l.Info("spare exited")
 		return
 	}
-	if !w.warm {
-		s.spareBackoff()
-		l.Warn("spare exited before it was ready; next one after backoff", "last_line", lastLine, "retry_in", s.spare.until.Sub(now).Round(time.Millisecond))
-		return
-	}
-	l.Warn("spare exited")
-	s.keepSpares()
+	s.spareBackoff()
+	l.Warn("spare exited; the next one starts after a backoff", "waited", w.warm, "reason", w.killReason, "last_line", lastLine,
+		"retry_in", s.spare.until.Sub(now).Round(time.Millisecond))
 }

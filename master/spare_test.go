@@ -5,6 +5,8 @@ package master
 import (
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // spareHarness is a supervisor of 2 slots with one spare, its first
@@ -18,6 +20,11 @@ func spareHarness(t *testing.T, cfg superConfig) (*harness, int) {
 		t.Fatal("a spare started before the first workers were ready")
 	}
 	h.readyAll()
+	h.settle()
+	if len(h.status().Spares) != 0 {
+		t.Fatal("a spare started before the master was ready (enableSpares)")
+	}
+	h.s.do(h.s.enableSpares)
 	h.waitFor("the spare", func() bool { return len(h.status().Spares) == 1 })
 	sp := h.status().Spares[0]
 	if st := h.f.startsCopy(); st[len(st)-1].slot != -1 || sp.State != "starting" {
@@ -73,6 +80,7 @@ func TestSpareCrashBacksOff(t *testing.T) {
 	h := newHarness(t, cfg)
 	h.waitFor("start", func() bool { return len(h.f.startsCopy()) == 1 })
 	h.readyAll()
+	h.s.do(h.s.enableSpares)
 	var spares []int
 	for i := 0; i < 3; i++ {
 		h.waitFor("a spare", func() bool { s := h.status().Spares; return len(s) == 1 && (i == 0 || s[0].PID != spares[i-1]) })
@@ -102,4 +110,20 @@ func TestSpareStoppedWithMaster(t *testing.T) {
 	if sigs := h.f.sigsTo(spare); len(sigs) == 0 {
 		t.Fatal("the spare got no signal at the stop")
 	}
+}
+
+// A spare killed at -start-timeout (it never said it waits) is replaced
+// after a backoff, not left missing.
+func TestSpareKilledAtStartTimeoutReplaced(t *testing.T) {
+	h := newHarness(t, superConfig{desired: 1, spares: 1, startTimeout: 100 * time.Millisecond})
+	h.waitFor("start", func() bool { return len(h.f.startsCopy()) == 1 })
+	h.readyAll()
+	h.s.do(h.s.enableSpares)
+	h.waitFor("a spare", func() bool { return len(h.status().Spares) == 1 })
+	first := h.status().Spares[0].PID
+	h.waitFor("its kill at the start timeout", func() bool {
+		sigs := h.f.sigsTo(first)
+		return len(sigs) > 0 && sigs[0] == unix.SIGKILL
+	})
+	h.waitFor("another spare", func() bool { s := h.status().Spares; return len(s) == 1 && s[0].PID != first })
 }

@@ -394,11 +394,16 @@ func (p *execProcs) promote(pid, slot int) error {
 		return fmt.Errorf("spare %d: gone", pid)
 	}
 	defer sp.promote.Close()
+	if _, err := sp.promote.Write([]byte(strconv.Itoa(slot) + "\n")); err != nil {
+		// It died; its wait goroutine no longer finds it, so its metrics
+		// socket is released here.
+		if p.spareGone != nil {
+			p.spareGone(pid)
+		}
+		return fmt.Errorf("spare %d: %w", pid, err)
+	}
 	for _, l := range sp.labels {
 		l.setSlot(slot)
-	}
-	if _, err := sp.promote.Write([]byte(strconv.Itoa(slot) + "\n")); err != nil {
-		return fmt.Errorf("spare %d: %w", pid, err)
 	}
 	if p.promoted != nil {
 		p.promoted(pid, slot)

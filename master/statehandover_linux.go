@@ -73,8 +73,8 @@ func (r *heldRegion) Close() error   { return r.f.Close() }
 // way to undo that.
 const wantSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
-// adoptRegion checks an inherited region as workers would (sealed, at
-// least size bytes long) before handing it to them.
+// adoptRegion checks an inherited region as workers would (sealed, the
+// size their mapping accepts) before handing it to them.
 func adoptRegion(f *os.File, size int64) (*heldRegion, error) {
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
 	if err != nil {
@@ -87,8 +87,15 @@ func adoptRegion(f *os.File, size int64) (*heldRegion, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("state region: %w", err)
 	}
-	if size < 0 || st.Size < size {
-		return nil, fmt.Errorf("state region: %d bytes, offered as %d", st.Size, size)
+	// The size the workers' mapping (state.MapFd) accepts: exactly size,
+	// or a hugetlbfs file rounded up to its huge page.
+	want := size
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && fs.Type == unix.HUGETLBFS_MAGIC && fs.Bsize > 0 {
+		want = (size + fs.Bsize - 1) / fs.Bsize * fs.Bsize
+	}
+	if size < 0 || st.Size != want {
+		return nil, fmt.Errorf("state region: %d bytes, offered as %d (want a file of %d)", st.Size, size, want)
 	}
 	return &heldRegion{f: f, size: size}, nil
 }

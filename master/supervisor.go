@@ -290,7 +290,6 @@ func (s *supervisor) onNote(ev noteEvent) {
 	}
 	if ev.spare && w.spare && !w.warm {
 		w.warm = true
-		s.spare.failures = 0
 		s.wlog(w).Debug("spare waiting")
 	}
 	if ev.ready && w.state == starting {
@@ -331,7 +330,6 @@ func (s *supervisor) markReady(w *worker, now time.Time) {
 		s.rollNext()
 	}
 	s.checkFirst()
-	s.keepSpares()
 }
 
 func (s *supervisor) checkFirst() {

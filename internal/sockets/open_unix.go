@@ -181,7 +181,8 @@ func dupFile(raw syscall.Conn, name string) (*os.File, error) {
 func (s *Socket) File() *os.File { return s.file }
 
 // Listener returns the master's own stream listener (nil for udp). The
-// master never accepts on it; it keeps the socket open.
+// master never accepts on it; it keeps the socket open. After Unpoll
+// (Linux) nothing may wait on it: no readiness would ever wake the wait.
 func (s *Socket) Listener() net.Listener { return s.ln }
 
 // Close closes the master's descriptors of the socket. It does not remove
