@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/procfs"
 	"io"
 	"net/http"
 	"os"
@@ -77,24 +78,8 @@ func (k *hostKnobs) restore() error {
 // hugetlbAvail is /proc/meminfo's HugePages_Total and HugePages_Free less
 // HugePages_Rsvd.
 func hugetlbAvail() (total, avail int64, err error) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, 0, err
-	}
-	var free, rsvd int64
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "HugePages_Total":
-			total = n
-		case "HugePages_Free":
-			free = n
-		case "HugePages_Rsvd":
-			rsvd = n
-		}
-	}
-	return total, free - rsvd, nil
+	hp, err := procfs.ReadHugePages()
+	return hp.Total, hp.Free - hp.Rsvd, err
 }
 
 // pageRow is one page mode over the big state.

@@ -3,8 +3,7 @@
 package state
 
 import (
-	"bufio"
-	"bytes"
+	"github.com/preforkd/preforkd/internal/procfs"
 	"os"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 // The host's huge-page settings, read when a region is built.
 const (
-	meminfoPath = "/proc/meminfo"
 	thpDir      = "/sys/kernel/mm/transparent_hugepage/"
 	defaultHuge = 2 << 20 // x86-64's PMD size, when the host does not say
 	smallRegion = 2 << 20 // below this a region gains nothing from huge pages
@@ -30,28 +28,8 @@ type host struct {
 // it cannot read counts as unavailable.
 func readHost() host {
 	h := host{pmdSize: pmdSize()}
-	if b, err := os.ReadFile(meminfoPath); err == nil {
-		var free, rsvd int64
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			k, v, ok := strings.Cut(sc.Text(), ":")
-			if !ok {
-				continue
-			}
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				continue
-			}
-			switch k {
-			case "Hugepagesize":
-				h.hugetlbSize = n << 10
-			case "HugePages_Free":
-				free = n
-			case "HugePages_Rsvd":
-				rsvd = n
-			}
-		}
-		h.hugetlbAvail = max(0, free-rsvd)
+	if hp, err := procfs.ReadHugePages(); err == nil {
+		h.hugetlbSize, h.hugetlbAvail = hp.PageSize, hp.Avail()
 	}
 	h.thp = shmemTHP(h.pmdSize)
 	if !pagesAllowed(PagesHugeTLB) {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/preforkd/preforkd/internal/procfs"
 	"github.com/preforkd/preforkd/internal/testutil"
 	"os"
 	"strconv"
@@ -101,24 +102,11 @@ func parsePageUse(t *testing.T, line string) (uint64, pageUse) {
 // not reserved (HugePages_Free less HugePages_Rsvd).
 func hugetlbCounts(t *testing.T) (total, avail int64) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/meminfo")
+	hp, err := procfs.ReadHugePages()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var free, rsvd int64
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "HugePages_Total":
-			total = n
-		case "HugePages_Free":
-			free = n
-		case "HugePages_Rsvd":
-			rsvd = n
-		}
-	}
-	return total, free - rsvd
+	return hp.Total, hp.Free - hp.Rsvd
 }
 
 // reserveHugetlb makes exactly pages hugetlb pages free (and not
@@ -126,12 +114,12 @@ func hugetlbCounts(t *testing.T) (total, avail int64) {
 func reserveHugetlb(t *testing.T, pages int64) {
 	t.Helper()
 	if h := readHost(); h.hugetlbSize != hugeTestPageBytes {
-		t.Skipf("the default hugetlb page size is %d bytes; these tests are written for 2 MiB", h.hugetlbSize)
+		t.Fatalf("the default hugetlb page size is %d bytes; these tests are written for 2 MiB (x86-64's)", h.hugetlbSize)
 	}
 	total, avail := hugetlbCounts(t)
 	testutil.SetKnob(t, nrHugepagesPath, strconv.FormatInt(total-avail+pages, 10))
 	if _, got := hugetlbCounts(t); got != pages {
-		t.Skipf("the kernel could not make %d huge pages free (memory too fragmented?): %d are", pages, got)
+		t.Fatalf("the kernel could not make %d huge pages free (memory too fragmented?): %d are", pages, got)
 	}
 }
 
