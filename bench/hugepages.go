@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/preforkd/preforkd/internal/procfs"
+	"github.com/preforkd/preforkd/internal/testutil"
 	"io"
 	"net/http"
 	"os"
@@ -39,13 +40,9 @@ type knob struct{ path, old string }
 func (k *hostKnobs) set(path, value string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	b, err := os.ReadFile(path)
+	old, err := testutil.KnobValue(path)
 	if err != nil {
 		return err
-	}
-	old := strings.TrimSpace(string(b))
-	if i, j := strings.IndexByte(old, '['), strings.IndexByte(old, ']'); i >= 0 && j > i {
-		old = old[i+1 : j] // a choice file: the selected word
 	}
 	known := false
 	for _, s := range k.saved {

@@ -14,6 +14,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// KnobValue is a kernel setting's value as it would be written back: the
+// file's content, or of a choice file ("always [never] …") the selected
+// word.
+func KnobValue(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimSpace(string(b))
+	if i, j := strings.IndexByte(v, '['), strings.IndexByte(v, ']'); i >= 0 && j > i {
+		v = v[i+1 : j]
+	}
+	return v, nil
+}
+
 // knobs serialises the tests that change kernel settings across the test
 // processes of one `go test` run (packages run in parallel): the first
 // SetKnob of a test takes an exclusive lock on a file, released when the
@@ -61,17 +76,13 @@ func SetKnob(t testing.TB, path, value string) {
 	if os.Geteuid() != 0 {
 		t.Skipf("needs root to write %s (CI runs as root)", path)
 	}
-	prev, err := os.ReadFile(path)
-	if err != nil {
+	if _, err := KnobValue(path); err != nil {
 		t.Skipf("cannot read %s: %v", path, err)
 	}
 	lockKnobs(t)
-	if prev, err = os.ReadFile(path); err != nil { // as it is now ours
+	old, err := KnobValue(path) // as it is now ours
+	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
-	}
-	old := strings.TrimSpace(string(prev))
-	if i, j := strings.IndexByte(old, '['), strings.IndexByte(old, ']'); i >= 0 && j > i {
-		old = old[i+1 : j]
 	}
 	if err := os.WriteFile(path, []byte(value), 0); err != nil {
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
