@@ -142,16 +142,6 @@ type spawnRes struct {
 func newExecProcs(spec spawnSpec, exits chan<- exitEvent, grace time.Duration, log *slog.Logger) *execProcs {
 	p := &execProcs{spec: spec, exits: exits, reqs: make(chan spawnReq), quit: make(chan struct{}),
 		grace: grace, log: log, live: map[int]bool{}, adopted: map[int]time.Time{}, spares: map[int]*spareProc{}}
-	// Put the shared sockets through os.File.Fd once now, restoring
-	// their mode: Fd switches a pollable file to blocking mode the first
-	// time only, so that no later start (concurrent ones included) changes
-	// the open file description that the master and every worker share.
-	for _, f := range spec.nonblock {
-		if fl := fcntlFlags(f); fl >= 0 {
-			fd := f.Fd()
-			unix.SetNonblock(int(fd), fl&unix.O_NONBLOCK != 0)
-		}
-	}
 	for range spawners() {
 		p.wg.Add(1)
 		go p.spawner()
