@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -70,21 +69,7 @@ func maxMin(v []float64, n int) float64 {
 
 // listenSockets counts the TCP sockets listening on 127.0.0.1:port: 1 for
 // one shared socket, one per worker with SO_REUSEPORT.
-func listenSockets(port int) int {
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return 0
-	}
-	want := fmt.Sprintf(":%04X", port)
-	n := 0
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
-			n++
-		}
-	}
-	return n
-}
+func listenSockets(port int) int { return len(tcpSockets(port, tcpListen)) }
 
 // requestsByWorker sums http_requests_total over code and method, by worker.
 func requestsByWorker(metrics string) map[string]float64 {

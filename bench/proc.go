@@ -140,30 +140,11 @@ func startPlain(p *procs, tmp, bin string, port int, args ...string) error {
 // the process that holds them (any descendant of the bench), largest
 // first: how a shared accept queue spread a client's connections.
 func connSplit(port int) []int {
-	owner := map[string]int{} // socket inode → pid
-	for _, pid := range testutil.Descendants(os.Getpid()) {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			l, err := os.Readlink(dir + "/" + e.Name())
-			if err == nil && strings.HasPrefix(l, "socket:[") {
-				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = pid
-			}
-		}
-	}
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return nil
-	}
-	want := fmt.Sprintf(":%04X", port)
+	owners := socketOwners()
 	byPID := map[int]int{}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		// local address, remote, state 01 = ESTABLISHED, …, inode (field 9).
-		if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == "01" {
-			if pid, ok := owner[f[9]]; ok {
-				byPID[pid]++
-			}
+	for _, ino := range tcpSockets(port, tcpEstablished) {
+		if pids := owners[ino]; len(pids) > 0 {
+			byPID[pids[0]]++
 		}
 	}
 	var out []int
@@ -172,4 +153,50 @@ func connSplit(port int) []int {
 	}
 	sort.Sort(sort.Reverse(sort.IntSlice(out)))
 	return out
+}
+
+// TCP states in /proc/net/tcp.
+const (
+	tcpEstablished = "01"
+	tcpListen      = "0A"
+)
+
+// tcpSockets are the inodes of the IPv4 TCP sockets whose local port is
+// port, in state (tcpEstablished, tcpListen).
+func tcpSockets(port int, state string) []string {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return nil
+	}
+	want := fmt.Sprintf(":%04X", port)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		// local address, remote, state, …, inode (field 9).
+		if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == state {
+			out = append(out, f[9])
+		}
+	}
+	return out
+}
+
+// socketOwners maps a socket inode to the bench's descendants that hold a
+// descriptor of it.
+func socketOwners() map[string][]int {
+	owners := map[string][]int{}
+	for _, pid := range testutil.Descendants(os.Getpid()) {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, _ := os.ReadDir(dir)
+		seen := map[string]bool{}
+		for _, e := range ents {
+			l, err := os.Readlink(dir + "/" + e.Name())
+			if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
+				if ino = strings.TrimSuffix(ino, "]"); !seen[ino] {
+					seen[ino] = true
+					owners[ino] = append(owners[ino], pid)
+				}
+			}
+		}
+	}
+	return owners
 }

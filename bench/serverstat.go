@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/preforkd/preforkd/internal/testutil"
 )
 
 // What §1 reads from /proc and from the servers' sockets under load:
@@ -21,30 +19,18 @@ import (
 // its children, or the one process of a plain server. Their CPU time is
 // the server's.
 func serverPIDs(port int) []int {
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return nil
-	}
-	want := fmt.Sprintf(":%04X", port)
-	inodes := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == "0A" { // LISTEN
-			inodes[f[9]] = true
-		}
-	}
+	owners := socketOwners()
+	seen := map[int]bool{}
 	var out []int
-	for _, pid := range testutil.Descendants(os.Getpid()) {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			l, err := os.Readlink(dir + "/" + e.Name())
-			if err == nil && inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
+	for _, ino := range tcpSockets(port, tcpListen) {
+		for _, pid := range owners[ino] {
+			if !seen[pid] {
+				seen[pid] = true
 				out = append(out, pid)
-				break
 			}
 		}
 	}
+	sort.Ints(out)
 	return out
 }
 
